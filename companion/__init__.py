@@ -1,0 +1,17 @@
+"""Companion package of *Transformers in Practice*.
+
+One small module per idea, in the order the book meets them:
+
+- :mod:`companion.env` -- ``setup()``: seeds, device, versions, Colab (every chapter);
+- :mod:`companion.data` -- the Rotten Tomatoes snippets, offline, split by movie;
+- :mod:`companion.models` -- the pre-trained checkpoint, label names, freezing, saving;
+- :mod:`companion.book` -- the book's own structure (chapters, repository address).
+
+Modules are imported by name (``from companion.data import load_rotten_tomatoes``), so
+``import companion`` stays light.
+"""
+
+from companion.env import setup
+
+__all__ = ["setup", "__version__"]
+__version__ = "0.1.0"

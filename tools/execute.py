@@ -1,0 +1,70 @@
+"""Re-execute chapter notebooks in place, storing fresh outputs (the references nbval checks).
+
+    .venv/bin/python tools/execute.py book/getting_started.ipynb [more.ipynb ...]
+    .venv/bin/python tools/execute.py --from-percent draft.py book/new_chapter.ipynb
+
+``--from-percent`` first builds the notebook from a script whose cells are separated by
+``# %%`` lines (``# %% [markdown]`` for prose, each line starting with ``# ``).
+Outputs are never typed by hand: this script is how they get into the notebooks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+
+def from_percent(text: str) -> nbformat.NotebookNode:
+    """Build a notebook from ``# %%``-separated cells."""
+    nb = nbformat.v4.new_notebook()
+    blocks = re.split(r"^# %%(.*)$", text, flags=re.M)
+    for header, body in zip(blocks[1::2], blocks[2::2]):
+        body = body.strip("\n")
+        if "[markdown]" in header:
+            lines = [line[2:] if line.startswith("# ") else line.lstrip("#") for line in body.splitlines()]
+            nb.cells.append(nbformat.v4.new_markdown_cell("\n".join(lines)))
+        else:
+            cell = nbformat.v4.new_code_cell(body)
+            tags = re.findall(r"tags=\[([^\]]*)\]", header)
+            if tags:
+                cell.metadata["tags"] = [t.strip().strip("\"'") for t in tags[0].split(",") if t.strip()]
+            nb.cells.append(cell)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+def execute(path: Path, timeout: int = 1800) -> float:
+    """Run every cell of ``path`` in a fresh kernel (cwd = its folder) and save it."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+    start = time.perf_counter()
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+    nbformat.write(nb, path)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--from-percent", type=Path, help="build the (single) notebook from this script first")
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    args = parser.parse_args()
+    if args.from_percent:
+        if len(args.notebooks) != 1:
+            sys.exit("--from-percent builds exactly one notebook")
+        nbformat.write(from_percent(args.from_percent.read_text(encoding="utf-8")), args.notebooks[0])
+    for path in args.notebooks:
+        print(f"{path}: executed in {execute(path):.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
