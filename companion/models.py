@@ -181,7 +181,9 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folde
     return folder
 
 
-def load_saved(folder: str | Path, device: str | torch.device = "cpu") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_saved(
+    folder: str | Path, device: str | torch.device = "cpu"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Reload a model saved by :func:`save_model` (safetensors only, no remote code), in eval mode."""
     folder = Path(folder)
     if not (folder / "config.json").is_file():

@@ -24,7 +24,7 @@ def from_percent(text: str) -> nbformat.NotebookNode:
     """Build a notebook from ``# %%``-separated cells."""
     nb = nbformat.v4.new_notebook()
     blocks = re.split(r"^# %%(.*)$", text, flags=re.M)
-    for header, body in zip(blocks[1::2], blocks[2::2]):
+    for header, body in zip(blocks[1::2], blocks[2::2], strict=True):
         body = body.strip("\n")
         if "[markdown]" in header:
             lines = [line[2:] if line.startswith("# ") else line.lstrip("#") for line in body.splitlines()]
@@ -46,7 +46,8 @@ def execute(path: Path, timeout: int = 1800) -> float:
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
     start = time.perf_counter()
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    resources = {"metadata": {"path": str(path.parent)}}
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources=resources).execute()
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
     nbformat.write(nb, path)

@@ -1,0 +1,108 @@
+"""The book's structure: table of contents, the standard setup cell, and the nbval policy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from companion.book import book_root, repository_url, toc_files, toc_notebooks
+
+ROOT = book_root()
+NOTEBOOKS = toc_notebooks(ROOT)
+IGNORE_MARKERS = ("# NBVAL_IGNORE_OUTPUT", "# NBVAL_SKIP")
+
+
+def code_cells(path: Path) -> list:
+    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code" and c.source.strip()]
+
+
+def test_toc_and_book_folder_agree() -> None:
+    on_disk = {p.relative_to(ROOT).with_suffix("").as_posix() for p in (ROOT / "book").rglob("*.ipynb")
+               if ".ipynb_checkpoints" not in p.parts}
+    listed = {name for name in toc_files(ROOT) if (ROOT / f"{name}.ipynb").is_file()}
+    assert on_disk == listed, f"only on disk: {on_disk - listed}; only in _toc.yml: {listed - on_disk}"
+    for name in toc_files(ROOT):
+        assert any((ROOT / f"{name}{ext}").is_file() for ext in (".ipynb", ".md")), f"{name} in _toc.yml is missing"
+
+
+def test_getting_started_is_the_first_chapter() -> None:
+    assert NOTEBOOKS[0].name == "getting_started.ipynb"
+
+
+def setup_cell(path: Path) -> str:
+    return code_cells(path)[0].source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_chapter_starts_with_the_standard_setup_cell(path: Path) -> None:
+    source = setup_cell(path)
+    assert source == setup_cell(NOTEBOOKS[0]), f"{path.name}: first cell differs from getting_started's"
+    assert f'BOOK_REPO = "{repository_url(ROOT)}"' in source, "setup cell and _config.yml name different repositories"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_chapter_calls_setup_and_stores_outputs(path: Path) -> None:
+    cells = code_cells(path)
+    assert "setup(" in cells[1].source, f"{path.name}: second code cell must call companion.setup()"
+    unrun = [i for i, c in enumerate(cells) if c.execution_count is None]
+    assert not unrun, f"{path.name}: code cells {unrun} have no stored outputs; run tools/execute.py"
+    errors = [i for i, c in enumerate(cells) for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"{path.name}: cells {errors} stored an error"
+
+
+def is_ignored(cell) -> bool:
+    return cell.source.lstrip().startswith(IGNORE_MARKERS) or bool(
+        {"nbval-ignore-output", "nbval-skip"} & set(cell.metadata.get("tags", []))
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_at_least_half_of_the_code_cells_are_compared(path: Path) -> None:
+    cells = code_cells(path)
+    ignored = [c for c in cells if is_ignored(c)]
+    assert len(ignored) <= len(cells) / 2, f"{path.name}: {len(ignored)} of {len(cells)} code cells are not compared"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_ignored_cells_are_followed_by_a_checked_cell(path: Path) -> None:
+    """After a cell whose output varies, one of the next two cells prints a compared verdict."""
+    cells = code_cells(path)
+    for i, cell in enumerate(cells[2:], start=2):
+        if is_ignored(cell):
+            assert any(not is_ignored(c) for c in cells[i + 1 : i + 3]), (
+                f"{path.name}: ignored cell {i} is not followed by a compared cell"
+            )
+
+
+def test_colab_branch_installs_the_companion_package(tmp_path: Path) -> None:
+    """Run the setup cell as Colab would (a stub google.colab module), against this checkout.
+
+    The repository address is swapped for this local git repository, and pip installs into a
+    temporary folder without dependencies, so the test needs no internet.
+    """
+    if not (ROOT / ".git").exists():
+        pytest.skip("needs a git checkout of the book")
+    stub = tmp_path / "stub" / "google" / "colab"
+    stub.mkdir(parents=True)
+    (stub.parent / "__init__.py").write_text("")
+    (stub / "__init__.py").write_text("")
+    source = setup_cell(NOTEBOOKS[0]).replace(repository_url(ROOT), ROOT.as_uri())
+    assert ROOT.as_uri() in source
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "stub"), PIP_TARGET=str(tmp_path / "site"),
+               PIP_NO_DEPS="1", PIP_NO_BUILD_ISOLATION="0", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    done = subprocess.run([sys.executable, "-c", "import google.colab\n" + source], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "site" / "companion" / "env.py").is_file()
+
+
+def test_outside_colab_the_setup_cell_does_nothing(tmp_path: Path) -> None:
+    env = dict(os.environ, PIP_TARGET=str(tmp_path / "site"))
+    done = subprocess.run([sys.executable, "-c", setup_cell(NOTEBOOKS[0])], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == "" and not (tmp_path / "site").exists()
