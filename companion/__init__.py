@@ -5,6 +5,11 @@ One small module per idea, in the order the book meets them:
 - :mod:`companion.env` -- ``setup()``: seeds, device, versions, Colab (every chapter);
 - :mod:`companion.data` -- the Rotten Tomatoes snippets, offline, split by movie;
 - :mod:`companion.models` -- the pre-trained checkpoint, label names, freezing, saving;
+- :mod:`companion.attention` -- scaled dot-product and multi-head self-attention, masks;
+- :mod:`companion.encoder` -- positions, layer normalization, a BERT encoder from scratch;
+- :mod:`companion.widgets` -- attention maps and the interactive attention explorer;
+- :mod:`companion.batching` -- tokenization, dynamic padding, length-grouped batches;
+- :mod:`companion.training` -- optimiser, schedule, ``train_epoch``, ``evaluate``, ``fit``;
 - :mod:`companion.book` -- the book's own structure (chapters, repository address).
 
 Modules are imported by name (``from companion.data import load_rotten_tomatoes``), so

@@ -1,0 +1,109 @@
+"""Looking at attention: the weights of a real model, heatmaps, and an interactive explorer.
+
+Used in book/attention.ipynb. The explorer needs a live Jupyter kernel; the rendered book
+shows the static grid drawn by :func:`attention_grid` instead.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from torch import Tensor, nn
+
+__all__ = ["attention_maps", "draw_attention", "attention_grid", "attention_explorer"]
+
+
+def attention_maps(model: nn.Module, tokenizer, sentence: str) -> tuple[list[str], Tensor]:
+    """The tokens of ``sentence`` and the model's attention weights, (layers, heads, tokens, tokens).
+
+    The model must return attentions: load it with ``attn_implementation="eager"``.
+    Used in book/attention.ipynb.
+    """
+    if not isinstance(sentence, str) or not sentence.strip():
+        raise ValueError("sentence must be a non-empty string")
+    batch = tokenizer(sentence, return_tensors="pt")
+    with torch.no_grad():
+        out = model(**batch, output_attentions=True)
+    if not out.attentions or out.attentions[0] is None:
+        raise ValueError('the model returned no attention weights; load it with attn_implementation="eager"')
+    tokens = tokenizer.convert_ids_to_tokens(batch["input_ids"][0].tolist())
+    return tokens, torch.stack([a[0] for a in out.attentions])
+
+
+def draw_attention(ax: Axes, weights: Tensor, tokens: list[str], title: str | None = None) -> None:
+    """One attention map on ``ax``: queries down the rows, keys along the columns, tokens as labels.
+
+    >>> fig, ax = plt.subplots(); draw_attention(ax, torch.eye(2), ["a", "b"]); plt.close(fig)
+    """
+    if weights.dim() != 2 or weights.shape != (len(tokens), len(tokens)):
+        raise ValueError(
+            f"weights must be ({len(tokens)}, {len(tokens)}) for {len(tokens)} tokens, got {tuple(weights.shape)}"
+        )
+    ax.imshow(weights.detach().cpu().numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(tokens)), tokens, fontsize=7)
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query")
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def attention_grid(weights: Tensor, tokens: list[str], ncols: int = 4, title: str | None = None) -> Figure:
+    """All heads of one layer, (heads, tokens, tokens), as a grid of small heatmaps; returns the figure.
+
+    >>> fig = attention_grid(torch.rand(2, 3, 3), ["a", "b", "c"], ncols=2); plt.close(fig)
+    """
+    if weights.dim() != 3:
+        raise ValueError(f"weights must be (heads, tokens, tokens), got shape {tuple(weights.shape)}")
+    heads = weights.shape[0]
+    nrows = -(-heads // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(8, 2.2 * nrows), squeeze=False, layout="constrained")
+    for head, ax in enumerate(axes.flat):
+        if head >= heads:
+            ax.axis("off")
+            continue
+        ax.imshow(weights[head].detach().cpu().numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
+        ax.set_title(f"head {head}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks(range(len(tokens)), tokens, fontsize=6)
+        if head // ncols == nrows - 1:
+            ax.set_xlabel("key", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def attention_explorer(model: nn.Module, tokenizer, sentences: list[str]):
+    """An ipywidgets explorer: pick a sentence, a layer and a head, see that head's attention map.
+
+    Returns the ``ipywidgets.interactive`` object (display it as a cell's last expression).
+    Used in book/attention.ipynb.
+    """
+    import ipywidgets as widgets
+
+    if not sentences:
+        raise ValueError("give at least one sentence to explore")
+    cache: dict[str, tuple[list[str], Tensor]] = {}
+
+    def show(sentence: str, layer: int, head: int) -> None:
+        if not sentence.strip():
+            print("type a sentence")
+            return
+        if sentence not in cache:
+            cache[sentence] = attention_maps(model, tokenizer, sentence)
+        tokens, maps = cache[sentence]
+        fig, ax = plt.subplots(figsize=(5, 5), layout="constrained")
+        draw_attention(ax, maps[layer, head], tokens, f"layer {layer}, head {head}")
+        plt.show()
+
+    config = model.config
+    return widgets.interactive(
+        show,
+        sentence=widgets.Combobox(
+            value=sentences[0], options=list(sentences), description="sentence", continuous_update=False
+        ),
+        layer=widgets.IntSlider(0, 0, config.num_hidden_layers - 1, description="layer"),
+        head=widgets.IntSlider(0, 0, config.num_attention_heads - 1, description="head"),
+    )
