@@ -1,7 +1,7 @@
-"""Looking at attention: the weights of a real model, heatmaps, and an interactive explorer.
+"""Interactive views: attention maps and an explorer; a text box that classifies what you type.
 
-Used in book/attention.ipynb. The explorer needs a live Jupyter kernel; the rendered book
-shows the static grid drawn by :func:`attention_grid` instead.
+Used in book/attention.ipynb and book/walkthrough.ipynb. Widgets need a live Jupyter
+kernel; the rendered book shows a static figure or a printed result beside each one.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-__all__ = ["attention_maps", "draw_attention", "attention_grid", "attention_explorer"]
+__all__ = ["attention_maps", "draw_attention", "attention_grid", "attention_explorer", "text_classifier_box"]
 
 
 def attention_maps(model: nn.Module, tokenizer, sentence: str) -> tuple[list[str], Tensor]:
@@ -107,3 +107,37 @@ def attention_explorer(model: nn.Module, tokenizer, sentences: list[str]):
         layer=widgets.IntSlider(0, 0, config.num_hidden_layers - 1, description="layer"),
         head=widgets.IntSlider(0, 0, config.num_attention_heads - 1, description="head"),
     )
+
+
+def format_prediction(prediction: dict) -> str:
+    """One line for a ``text-classification`` pipeline result: label and probability.
+
+    >>> format_prediction({"label": "positive", "score": 0.9731})
+    'positive (p = 0.97)'
+    """
+    return f"{prediction['label']} (p = {prediction['score']:.2f})"
+
+
+def text_classifier_box(classify, example: str):
+    """A text box that runs ``classify`` (a ``text-classification`` pipeline) on what is typed.
+
+    Prints the static result for ``example`` first, so a rendered page or a kernel-less
+    run shows something; then returns the widget (display it as a cell's last expression).
+    Used in book/walkthrough.ipynb.
+    """
+    import ipywidgets as widgets
+
+    if not example.strip():
+        raise ValueError("give a non-empty example sentence")
+    print(f"{example!r} -> {format_prediction(classify(example)[0])}")
+    box = widgets.Text(value=example, description="review", layout=widgets.Layout(width="90%"),
+                       continuous_update=False)
+    answer = widgets.Label()
+
+    def update(change: dict | None = None) -> None:
+        text = box.value.strip()
+        answer.value = format_prediction(classify(text)[0]) if text else "type a sentence"
+
+    box.observe(update, names="value")
+    update()
+    return widgets.VBox([box, answer])

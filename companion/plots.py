@@ -1,0 +1,59 @@
+"""Figures the training chapters share: training curves and confusion matrices."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from companion.training import FitResult
+
+__all__ = ["moving_average", "plot_training", "plot_confusion"]
+
+
+def moving_average(values: Sequence[float], window: int = 20) -> np.ndarray:
+    """Trailing mean over ``window`` points (shorter at the start), same length as ``values``.
+
+    >>> moving_average([1, 2, 3, 4], window=2).tolist()
+    [1.0, 1.5, 2.5, 3.5]
+    """
+    if window < 1:
+        raise ValueError(f"window must be positive, got {window}")
+    values = np.asarray(values, dtype=float)
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    counts = np.minimum(np.arange(1, len(values) + 1), window)
+    return (sums[1:] - sums[np.maximum(np.arange(1, len(values) + 1) - window, 0)]) / counts
+
+
+def plot_training(result: FitResult, window: int = 20) -> plt.Figure:
+    """Per-step training loss (smoothed) and per-epoch validation accuracy, side by side."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    steps = np.arange(1, len(result.step_losses) + 1)
+    left.plot(steps, result.step_losses, color="tab:blue", alpha=0.25, label="per step")
+    left.plot(steps, moving_average(result.step_losses, window), color="tab:blue", label=f"mean of {window}")
+    left.set(xlabel="optimizer step", ylabel="training loss", title="Training loss")
+    left.legend()
+    epochs = [row["epoch"] for row in result.history]
+    right.plot(epochs, [row["val_accuracy"] for row in result.history], marker="o", color="tab:green")
+    right.axvline(result.best_epoch, color="gray", linestyle=":", label="best epoch (kept)")
+    right.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy", xticks=epochs)
+    right.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(confusion: np.ndarray, names: Sequence[str]) -> plt.Figure:
+    """A confusion matrix with counts written in the cells (rows: true, columns: predicted)."""
+    confusion = np.asarray(confusion)
+    if confusion.shape != (len(names), len(names)):
+        raise ValueError(f"confusion matrix of shape {confusion.shape} does not match {len(names)} names")
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2.5, 1.1 * len(names) + 2))
+    ax.imshow(confusion, cmap="Blues")
+    for (i, j), count in np.ndenumerate(confusion):
+        color = "white" if count > confusion.max() / 2 else "black"
+        ax.text(j, i, str(count), ha="center", va="center", color=color)
+    ax.set(xticks=range(len(names)), yticks=range(len(names)), xticklabels=names, yticklabels=names,
+           xlabel="predicted", ylabel="true", title="Confusion matrix")
+    fig.tight_layout()
+    return fig
