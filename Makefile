@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test lint unit nbval setup clean
+.PHONY: book test lint unit nbval setup clean browser check-site
 
 setup: $(STAMP)
 
@@ -23,7 +23,7 @@ book: $(STAMP)
 	@echo "Book built: _build/html/index.html"
 
 lint: $(STAMP)
-	$(BIN)/ruff check companion tests benchmarks
+	$(BIN)/ruff check companion tests benchmarks site_tests
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests
@@ -33,6 +33,16 @@ nbval: $(STAMP)
 		-p no:cacheprovider $$($(BIN)/python -m companion.book notebooks)
 
 test: lint unit nbval
+
+# The built site in headless Chromium (run after `make book`): pages, images, console, math,
+# links, Colab buttons, page weight. `browser` installs Debian's chromium and chromedriver when
+# missing (needs root) and fetches, with npm, local copies of the CDN scripts the pages load.
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { apt-get update && apt-get install -y chromium chromium-driver; }
+	$(BIN)/python site_tests/cdn.py
+
+check-site: $(STAMP) browser
+	$(BIN)/python -m pytest site_tests -q
 
 clean:
 	rm -rf _build

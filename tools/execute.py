@@ -50,6 +50,8 @@ def execute(path: Path, timeout: int = 1800) -> float:
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources=resources).execute()
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
+    # Widget state cannot render in the static book (and broke its pages): never store it.
+    nb.metadata.pop("widgets", None)
     nbformat.write(nb, path)
     return time.perf_counter() - start
 

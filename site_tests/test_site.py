@@ -1,0 +1,251 @@
+"""The built book in a real browser: every page renders, links hold, Colab links, page weight.
+
+Run with ``make check-site`` after ``make book``. Each page of ``_toc.yml`` is loaded once in
+headless Chromium (see conftest.py); the per-page tests read what that visit recorded.
+"""
+
+from __future__ import annotations
+
+import functools
+import posixpath
+import urllib.error
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
+
+import cdn
+import pytest
+
+from companion.book import book_root, repository_url, toc_files
+
+ROOT = book_root()
+PAGES = [f"{name}.html" for name in toc_files(ROOT)]
+CHAPTERS = [f"{name}.html" for name in toc_files(ROOT) if (ROOT / f"{name}.ipynb").is_file()]
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+MIN_TEXT = 200  # characters of visible text below which a page counts as blank
+MAX_PAGE_BYTES = 3_000_000  # one page: its HTML plus its images
+MAX_SITE_BYTES = 40_000_000  # everything under _build/html
+# Console errors tolerated, each for a stated reason; anything else fails.
+IGNORED_CONSOLE = {
+    "favicon.ico": "the book has no favicon; a 404 for it is harmless",
+    "Identifier 'THEBE_JS_URL' has already been declared": (
+        "jupyter-book 1.0.4 writes sphinx-thebe's inline config script twice on every page; thebe is "
+        "not enabled in this book, so nothing reads it"),
+}
+
+IMAGES_JS = """
+const done = arguments[arguments.length - 1];
+const images = Array.from(document.images);
+images.forEach(img => { img.loading = 'eager'; });
+Promise.all(images.map(img => img.decode().catch(() => null))).then(() =>
+  done(images.map(img => [img.getAttribute('src'), img.naturalWidth])));
+"""
+MATHJAX_JS = """
+const done = arguments[arguments.length - 1];
+const start = Date.now();
+(function poll() {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    MathJax.startup.promise.then(() => done('typeset'), err => done('MathJax failed: ' + err));
+  } else if (Date.now() - start > 20000) {
+    done('MathJax never loaded');
+  } else {
+    setTimeout(poll, 100);
+  }
+})();
+"""
+PAGE_JS = """
+const h1 = document.querySelector('main h1, article h1, h1');
+return {
+  h1: h1 ? h1.textContent.replace(/[#¶]\\s*$/, '').trim() : '',
+  text: (document.querySelector('main') || document.body).innerText,
+  math: document.querySelectorAll('.math').length,
+  mjx: document.querySelectorAll('mjx-container').length,
+  links: Array.from(document.querySelectorAll('a[href]')).map(a => [a.getAttribute('href'), a.href]),
+};
+"""
+
+
+def built(site: Path) -> list[str]:
+    """The pages of _toc.yml that exist in the build (a missing one fails test_page_renders)."""
+    return [page for page in PAGES if (site / page).is_file()]
+
+
+@functools.cache
+def visit(driver, base_url: str, page: str) -> dict:
+    """Load one page once and record everything the tests look at."""
+    url = urljoin(base_url, page)
+    try:
+        with urllib.request.urlopen(url) as response:
+            status = response.status
+    except urllib.error.HTTPError as error:
+        pytest.fail(f"{page}: HTTP {error.code} (listed in _toc.yml but not in the built site?)", pytrace=False)
+    driver.get(url)
+    record = {"status": status, "title": driver.title}
+    record.update(driver.execute_script(PAGE_JS))
+    record["mathjax"] = driver.execute_async_script(MATHJAX_JS) if record["math"] else "no math"
+    record.update(driver.execute_script(PAGE_JS))  # again, after typesetting
+    record["images"] = driver.execute_async_script(IMAGES_JS)
+    record["console"] = [entry["message"] for entry in driver.get_log("browser")
+                         if entry["level"] == "SEVERE" and not any(s in entry["message"] for s in IGNORED_CONSOLE)]
+    return record
+
+
+@pytest.fixture
+def load(driver, base_url):
+    return functools.partial(visit, driver, base_url)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders(load, page: str) -> None:
+    record = load(page)
+    assert record["status"] == 200, f"{page}: HTTP {record['status']}"
+    assert record["h1"], f"{page}: no <h1> title"
+    assert record["h1"] in record["title"], f"{page}: <title> {record['title']!r} lacks the heading {record['h1']!r}"
+    assert len(record["text"].strip()) > MIN_TEXT, f"{page}: only {len(record['text'].strip())} characters visible"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_images_load(load, page: str) -> None:
+    broken = [src for src, width in load(page)["images"] if not width]
+    assert not broken, f"{page}: images that did not load: {broken}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_console_errors(load, page: str) -> None:
+    errors = load(page)["console"]
+    assert not errors, f"{page}: JavaScript console errors:\n" + "\n".join(errors)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_math_is_typeset(load, page: str) -> None:
+    record = load(page)
+    if not record["math"]:
+        return  # nothing to typeset on this page
+    assert record["mathjax"] == "typeset", f"{page}: {record['mathjax']}"
+    assert record["mjx"] >= record["math"], f"{page}: {record['math']} formulas but {record['mjx']} typeset"
+    raw = [marker for marker in ("$$", "\\(", "\\[", "\\begin{") if marker in record["text"]]
+    assert not raw, f"{page}: raw TeX left in the visible text: {raw}"
+
+
+class Ids(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs) -> None:
+        for name, value in attrs:
+            if name == "id" or (tag == "a" and name == "name"):
+                self.ids.add(value)
+
+
+@functools.cache
+def ids_of(path: Path) -> frozenset[str]:
+    parser = Ids()
+    parser.feed(path.read_text(encoding="utf-8", errors="replace"))
+    return frozenset(parser.ids)
+
+
+def test_internal_links_and_anchors_resolve(site: Path, load, base_url: str) -> None:
+    broken = []
+    for page in built(site):
+        for href, absolute in load(page)["links"]:
+            if not absolute.startswith(base_url) or href.startswith(("javascript:", "mailto:")):
+                continue  # external links are not followed (no network in CI)
+            parts = urlsplit(absolute)
+            target = site / unquote(posixpath.normpath(parts.path.lstrip("/")) if parts.path.strip("/") else "")
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.is_file():
+                broken.append(f"{page}: {href} -> missing file {target.relative_to(site)}")
+            elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in ids_of(target):
+                broken.append(f"{page}: {href} -> no id {parts.fragment!r} in {target.relative_to(site)}")
+    broken = sorted(set(broken))
+    assert not broken, f"{len(broken)} broken internal links:\n" + "\n".join(broken)
+
+
+def test_citations_point_into_the_bibliography(site: Path, load) -> None:
+    """Every citation of a chapter is a link to an entry of the bibliography page."""
+    bibliography = next(p for p in PAGES if p.endswith("bibliography.html"))
+    found, broken = 0, []
+    for page in built(site):
+        for href, _ in load(page)["links"]:
+            path, _, fragment = href.partition("#")
+            if posixpath.basename(path) == "bibliography.html" and fragment.startswith("id"):
+                found += 1
+                if fragment not in ids_of(site / bibliography):
+                    broken.append(f"{page}: {href}")
+    assert found, "no citation links found at all"
+    assert not broken, "citations pointing nowhere:\n" + "\n".join(broken)
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_colab_button_opens_this_notebook(load, page: str) -> None:
+    owner_repo = urlsplit(repository_url(ROOT)).path.strip("/")
+    expected = f"https://colab.research.google.com/github/{owner_repo}/blob/main/{page.removesuffix('.html')}.ipynb"
+    colab = [absolute for _, absolute in load(page)["links"] if absolute.startswith("https://colab.research.google.com")]
+    assert colab == [expected], f"{page}: Colab links {colab}, expected [{expected!r}]"
+
+
+def test_no_remote_scripts_beyond_the_known_cdns(site: Path, load) -> None:
+    """A remote script or stylesheet that site_tests/cdn.py does not know would break offline reading."""
+
+    class Remote(HTMLParser):
+        found: set[str] = set()
+
+        def handle_starttag(self, tag, attrs) -> None:
+            value = dict(attrs).get("src" if tag == "script" else "href", "") or ""
+            if (tag == "script" or (tag == "link" and dict(attrs).get("rel") == "stylesheet")) and "://" in value:
+                self.found.add(value)
+
+    parser = Remote()
+    for page in built(site):
+        parser.feed((site / page).read_text(encoding="utf-8"))
+    unknown = sorted(url for url in parser.found if cdn.local_file(url) is None)
+    assert not unknown, f"pages load resources from unknown hosts: {unknown}"
+
+
+def test_page_weight(site: Path, capsys) -> None:
+    weights = {}
+    for page in built(site):
+        html = site / page
+        images = {(html.parent / src).resolve() for src, _ in ImageSources.of(html)}
+        weights[page] = html.stat().st_size + sum(p.stat().st_size for p in images if p.is_file())
+    total = sum(p.stat().st_size for p in site.rglob("*") if p.is_file())
+    largest = max(weights, key=weights.get)
+    with capsys.disabled():
+        print(f"\nsite weight: {total / 1e6:.1f} MB in _build/html; largest page {largest} "
+              f"{weights[largest] / 1e6:.2f} MB with its images")
+        for page, size in sorted(weights.items(), key=lambda item: -item[1]):
+            print(f"  {size / 1e6:6.2f} MB  {page}")
+    assert weights[largest] <= MAX_PAGE_BYTES, f"{largest} weighs {weights[largest]:,} bytes (limit {MAX_PAGE_BYTES:,})"
+    assert total <= MAX_SITE_BYTES, f"the site weighs {total:,} bytes (limit {MAX_SITE_BYTES:,})"
+
+
+class ImageSources(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        src = dict(attrs).get("src") or ""
+        if tag == "img" and "://" not in src and not src.startswith("data:"):
+            self.sources.append((unquote(src), tag))
+
+    @classmethod
+    def of(cls, path: Path) -> list[tuple[str, str]]:
+        parser = cls()
+        parser.feed(path.read_text(encoding="utf-8"))
+        return parser.sources
+
+
+def test_screenshots(driver, base_url: str) -> None:
+    """The landing page and one chapter, kept as CI artefacts in _build/screenshots."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for name, page in (("landing", "index.html"), ("chapter", CHAPTERS[min(1, len(CHAPTERS) - 1)])):
+        driver.get(urljoin(base_url, page))
+        if driver.execute_script("return document.querySelectorAll('.math').length"):
+            driver.execute_async_script(MATHJAX_JS)
+        path = SCREENSHOTS / f"{name}.png"
+        assert driver.save_screenshot(str(path)), f"could not save {path}"
+        assert path.stat().st_size > 10_000, f"{path} looks empty"
