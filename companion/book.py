@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-__all__ = ["book_root", "toc_files", "toc_notebooks", "repository_url"]
+__all__ = ["book_root", "toc_files", "toc_notebooks", "repository_url", "glue"]
 
 
 def book_root() -> Path:
@@ -54,6 +54,19 @@ def repository_url(root: Path | None = None) -> str:
     """``repository.url`` from ``_config.yml``: the one place the address is written."""
     root = root or book_root()
     return _load_yaml(root / "_config.yml")["repository"]["url"]
+
+
+def glue(name: str, value: object, display: bool = False) -> None:
+    """Record ``value`` under ``name`` for the prose (``{glue:text}`name```), via myst-nb.
+
+    Where myst-nb is not installed (Colab, a plain Jupyter), it does nothing: the value
+    only matters to the rendered book, which is built with myst-nb.
+    """
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return
+    myst_glue(name, value, display=display)
 
 
 if __name__ == "__main__":  # pragma: no cover - command-line helper for the Makefile

@@ -106,3 +106,16 @@ def test_outside_colab_the_setup_cell_does_nothing(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", setup_cell(NOTEBOOKS[0])], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout == "" and not (tmp_path / "site").exists()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_chapters_import_glue_from_companion(path: Path) -> None:
+    """myst-nb is not installed in Colab: chapters use companion.book.glue, which falls back."""
+    assert not any("from myst_nb import" in c.source for c in code_cells(path)), path.name
+
+
+def test_glue_without_myst_nb_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from companion.book import glue
+
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # makes `import myst_nb` raise ImportError
+    assert glue("answer", 42) is None
