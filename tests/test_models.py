@@ -97,3 +97,11 @@ def test_save_and_reload_gives_identical_logits(classifier, tokenizer, tmp_path:
 def test_load_saved_needs_a_saved_model(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="config.json"):
         load_saved(tmp_path)
+
+
+def test_checkpoint_folder_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("BOOK_CHECKPOINT_DIR", checkpoint_path())
+    assert checkpoint_path() == checkpoint_path("minilm")
+    monkeypatch.setenv("BOOK_CHECKPOINT_DIR", str(tmp_path))
+    with pytest.raises(ModelError, match="no config.json"):
+        checkpoint_path()
