@@ -23,7 +23,7 @@ book: $(STAMP)
 	@echo "Book built: _build/html/index.html"
 
 lint: $(STAMP)
-	$(BIN)/ruff check companion tests benchmarks site_tests
+	$(BIN)/ruff check companion tests benchmarks site_tests tools
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests
