@@ -14,6 +14,8 @@ Configurations:
   4. grouped-amp -- 3 + bf16 autocast (CPU with bf16 units) or AMP (CUDA); skipped otherwise
   5. trainer   -- transformers.Trainer, train_sampling_strategy="group_by_length", same steps
 
+Configurations 1-4 run ``companion.training.train_epoch`` itself (forward, loss, backward,
+clipping, AdamW, schedule, label check), so the figures are those of the book's loop.
 Per configuration: examples/s, real (non-pad) tokens/s, padding fraction, peak memory,
 final training loss (mean of the last steps), and model FLOP utilisation: (6 x
 non-embedding parameters + the attention term) x real tokens/s over the peak matmul rate
@@ -23,7 +25,7 @@ measured here for the same dtype. Then inference sentences/s at batch sizes 1 an
 from __future__ import annotations
 
 import argparse
-import contextlib
+import itertools
 import resource
 import statistics
 import time
@@ -36,7 +38,7 @@ from companion import setup
 from companion.batching import make_loader, tokenize_dataset
 from companion.data import load_rotten_tomatoes, stratified_subset
 from companion.models import load_classifier, load_tokenizer
-from companion.training import cpu_has_fast_bf16, make_optimizer, make_scheduler
+from companion.training import cpu_has_fast_bf16, make_optimizer, make_scheduler, train_epoch
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
@@ -82,36 +84,31 @@ def flops_per_token(model: torch.nn.Module, mean_len: float) -> float:
     return 6 * params + 12 * cfg.num_hidden_layers * cfg.hidden_size * mean_len
 
 
+def counted(batches, tally: dict):
+    """Pass batches through, adding up their real and padded tokens."""
+    for batch in batches:
+        tally["real"] += int(batch["attention_mask"].sum())
+        tally["padded"] += batch["attention_mask"].numel()
+        yield batch
+
+
 def run_loop(loader, args, device, dtype) -> dict:
-    """``warmup`` + ``steps`` optimizer steps of the companion loop; times the last ``steps``."""
+    """``warmup`` + ``steps`` optimizer steps of ``companion.training.train_epoch``; times the last ``steps``."""
     torch.manual_seed(0)
     reset_peak_memory(device)
-    model = load_classifier(args.checkpoint).to(device).train()
+    model = load_classifier(args.checkpoint).to(device)
     optimizer = make_optimizer(model, lr=args.lr)
     scheduler = make_scheduler(optimizer, args.warmup + args.steps)
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-    real = padded = 0
-    losses = []
     batches = iter(loader)
-    for step in range(args.warmup + args.steps):
-        if step == args.warmup:
-            sync(device)
-            start = time.perf_counter()
-        batch = {k: v.to(device) for k, v in next(batches).items()}
-        with autocast:
-            loss = model(**batch).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        losses.append(loss.item())
-        if step >= args.warmup:
-            real += int(batch["attention_mask"].sum())
-            padded += batch["attention_mask"].numel()
+    train_epoch(model, itertools.islice(batches, args.warmup), optimizer, scheduler, device, dtype, progress=False)
+    tally = {"real": 0, "padded": 0}
     sync(device)
-    return {"seconds": time.perf_counter() - start, "real": real, "padded": padded,
-            "loss": float(np.mean(losses[-5:])), "peak_mb": peak_memory_mb(device), "model": model}
+    start = time.perf_counter()
+    losses = train_epoch(model, counted(itertools.islice(batches, args.steps), tally), optimizer, scheduler,
+                         device, dtype, progress=False)
+    sync(device)
+    return {"seconds": time.perf_counter() - start, **tally, "loss": float(np.mean(losses[-5:])),
+            "peak_mb": peak_memory_mb(device), "model": model}
 
 
 class _StepClock(TrainerCallback):
