@@ -275,14 +275,14 @@ def fit(
 
     Stops when the validation ``metric`` has not improved for ``patience`` epochs and
     restores the weights of the best epoch, so the returned model is the one the
-    validation set chose.
+    validation set chose. Labels are checked by :func:`train_epoch` before every step,
+    so a bad label stops the run before the first update.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if metric not in ("accuracy", "f1", "loss"):
         raise ValueError(f"metric must be 'accuracy', 'f1' or 'loss', got {metric!r}")
     device = torch.device(device)
-    check_labels(torch.as_tensor(train_loader.dataset["labels"]), _num_labels(model))
     dtype = resolve_precision(device, precision)
     model.to(device)
     optimizer = make_optimizer(model, lr, weight_decay)

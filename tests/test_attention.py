@@ -178,10 +178,8 @@ def test_drawing() -> None:
 
 @pytest.fixture(scope="module")
 def eager_model():
-    from companion.env import quiet_libraries
     from companion.models import load_encoder, load_tokenizer
 
-    quiet_libraries()
     return load_encoder("minilm", attn_implementation="eager"), load_tokenizer("minilm")
 
 

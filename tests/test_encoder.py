@@ -31,10 +31,8 @@ def _seed() -> None:
 
 @pytest.fixture(scope="module")
 def bert():
-    from companion.env import quiet_libraries
     from companion.models import load_encoder, load_tokenizer
 
-    quiet_libraries()
     return load_encoder("minilm"), load_tokenizer("minilm")
 
 

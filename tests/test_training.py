@@ -184,3 +184,17 @@ def test_bf16_autocast_trains_on_cpu(tokenizer) -> None:
     loader = make_loader(toy_data(16), tokenizer, batch_size=8)
     losses = train_epoch(model, loader, make_optimizer(model), dtype=torch.bfloat16, progress=False)
     assert len(losses) == 2 and all(np.isfinite(losses))
+
+
+def test_fit_accepts_a_plain_torch_dataset(tokenizer) -> None:
+    """A loader over a map-style torch Dataset (not a datasets.Dataset) trains too."""
+    from torch.utils.data import DataLoader
+    from transformers import DataCollatorWithPadding
+
+    rows = list(toy_data(32))
+    loader = DataLoader(rows, batch_size=16, collate_fn=DataCollatorWithPadding(tokenizer))
+    result = fit(tiny_model(), loader, loader, epochs=1, lr=1e-3, progress=False)
+    assert len(result.step_losses) == 2
+    bad = DataLoader([{**r, "labels": 7} for r in rows], batch_size=16, collate_fn=DataCollatorWithPadding(tokenizer))
+    with pytest.raises(ValueError, match="labels must be in"):
+        fit(tiny_model(), bad, loader, epochs=1, progress=False)
