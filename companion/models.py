@@ -64,7 +64,7 @@ def _installed_model_folder(distribution: str = CHECKPOINT_DISTRIBUTION) -> Path
     )
     for config in configs:
         folder = Path(str(config.locate())).parent
-        if (folder / "config.json").is_file() and any(folder.glob("*.safetensors")) | any(folder.glob("*.bin")):
+        if (folder / "config.json").is_file() and (any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))):
             return folder
     raise ModelError(f"{distribution!r} is installed but holds no model folder with config.json and weights")
 
