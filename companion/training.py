@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -144,27 +144,36 @@ def train_epoch(
     max_grad_norm: float | None = 1.0,
     progress: bool = True,
     desc: str = "train",
+    accumulation_steps: int = 1,
 ) -> list[float]:
-    """One pass over ``loader``: forward, loss, backward, clip, step. Returns each step's loss.
+    """One pass over ``loader``: forward, loss, backward, clip, step. Returns each batch's loss.
 
-    Labels are checked against the model's number of classes before every step.
+    With ``accumulation_steps`` = k > 1 the gradients of k consecutive batches are added up
+    (each loss divided by k) before one optimiser and scheduler step, so the update is that
+    of a k times larger batch while memory holds only one batch; a last, shorter group at
+    the end of the loader still gets its step. Labels are checked against the model's
+    number of classes before every batch.
     """
+    if accumulation_steps < 1:
+        raise ValueError(f"accumulation_steps must be at least 1, got {accumulation_steps}")
     device = torch.device(device)
     model.train()
     num_labels = _num_labels(model)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     losses = []
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        check_labels(batch["labels"], num_labels)
-        batch = _to(batch, device)
-        with _autocast(device, dtype):
-            loss = model(**batch).loss
+    batches = tqdm(loader, desc=desc, disable=not progress, leave=False)
+    for group in _groups(batches, accumulation_steps):
         optimizer.zero_grad(set_to_none=True)
+        for batch in group:
+            check_labels(batch["labels"], num_labels)
+            batch = _to(batch, device)
+            with _autocast(device, dtype):
+                loss = model(**batch).loss
+            scaled = loss / len(group) if len(group) > 1 else loss
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            losses.append(loss.item())
         if scaler is not None:
-            scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
-        else:
-            loss.backward()
         if max_grad_norm:
             torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         if scaler is not None:
@@ -174,10 +183,21 @@ def train_epoch(
             optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        losses.append(loss.item())
     if not losses:
         raise ValueError("the training loader produced no batches (empty data)")
     return losses
+
+
+def _groups(batches: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    """Consecutive lists of ``size`` batches (the last may be shorter)."""
+    group = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 @torch.no_grad()
@@ -270,13 +290,16 @@ def fit(
     device: torch.device | str = "cpu",
     precision: str = "auto",
     progress: bool = True,
+    accumulation_steps: int = 1,
 ) -> FitResult:
     """Fine-tune with AdamW and a linear schedule, validating after every epoch.
 
     Stops when the validation ``metric`` has not improved for ``patience`` epochs and
     restores the weights of the best epoch, so the returned model is the one the
     validation set chose. Labels are checked by :func:`train_epoch` before every step,
-    so a bad label stops the run before the first update.
+    so a bad label stops the run before the first update. ``accumulation_steps`` adds up
+    the gradients of that many batches per update (see :func:`train_epoch`); the schedule
+    counts updates, not batches.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
@@ -286,7 +309,10 @@ def fit(
     dtype = resolve_precision(device, precision)
     model.to(device)
     optimizer = make_optimizer(model, lr, weight_decay)
-    scheduler = make_scheduler(optimizer, epochs * len(train_loader), warmup_ratio)
+    if accumulation_steps < 1:
+        raise ValueError(f"accumulation_steps must be at least 1, got {accumulation_steps}")
+    updates_per_epoch = -(-len(train_loader) // accumulation_steps)
+    scheduler = make_scheduler(optimizer, epochs * updates_per_epoch, warmup_ratio)
     sign = -1.0 if metric == "loss" else 1.0
     best_score, best_epoch, best_state, waited = -float("inf"), 0, None, 0
     history, step_losses = [], []
@@ -296,7 +322,8 @@ def fit(
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
         losses = train_epoch(
-            model, train_loader, optimizer, scheduler, device, dtype, max_grad_norm, progress, f"epoch {epoch}"
+            model, train_loader, optimizer, scheduler, device, dtype, max_grad_norm, progress, f"epoch {epoch}",
+            accumulation_steps,
         )
         step_losses.extend(losses)
         val = evaluate(model, val_loader, device, dtype)

@@ -198,3 +198,39 @@ def test_fit_accepts_a_plain_torch_dataset(tokenizer) -> None:
     bad = DataLoader([{**r, "labels": 7} for r in rows], batch_size=16, collate_fn=DataCollatorWithPadding(tokenizer))
     with pytest.raises(ValueError, match="labels must be in"):
         fit(tiny_model(), bad, loader, epochs=1, progress=False)
+
+
+def test_gradient_accumulation_equals_one_larger_batch(tokenizer) -> None:
+    """Two batches of 8 with accumulation_steps=2 make the same update as one batch of 16."""
+    from torch.utils.data import DataLoader
+    from transformers import DataCollatorWithPadding
+
+    rows = list(toy_data(16, seed=3))
+    collate = DataCollatorWithPadding(tokenizer)
+    models = []
+    for batch_size, steps in ((16, 1), (8, 2)):
+        model = tiny_model()
+        model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        loader = DataLoader(rows, batch_size=batch_size, collate_fn=collate)
+        optimizer = make_optimizer(model, lr=1e-2)
+        losses = train_epoch(model, loader, optimizer, progress=False, accumulation_steps=steps)
+        assert len(losses) == 16 // batch_size and optimizer.state_dict()["state"][0]["step"] == 1
+        models.append(model)
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_accumulation_counts_updates_and_rejects_bad_values(tokenizer) -> None:
+    model = tiny_model()
+    loader = make_loader(toy_data(40), tokenizer, batch_size=8)  # 5 batches
+    optimizer = make_optimizer(model)
+    scheduler = make_scheduler(optimizer, total_steps=3)
+    losses = train_epoch(model, loader, optimizer, scheduler, progress=False, accumulation_steps=2)
+    assert len(losses) == 5 and scheduler.last_epoch == 3  # groups of 2, 2 and a last group of 1
+    with pytest.raises(ValueError, match="accumulation_steps"):
+        train_epoch(model, loader, optimizer, progress=False, accumulation_steps=0)
+    result = fit(tiny_model(), loader, loader, epochs=2, progress=False, accumulation_steps=2)
+    assert len(result.step_losses) == 10
