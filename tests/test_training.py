@@ -234,3 +234,18 @@ def test_accumulation_counts_updates_and_rejects_bad_values(tokenizer) -> None:
         train_epoch(model, loader, optimizer, progress=False, accumulation_steps=0)
     result = fit(tiny_model(), loader, loader, epochs=2, progress=False, accumulation_steps=2)
     assert len(result.step_losses) == 10
+
+
+def test_optimizer_is_fused_where_torch_supports_it_and_matches_the_default() -> None:
+    """The fused AdamW kernel makes the same update as the default one, to rounding."""
+    models = [tiny_model(), tiny_model()]
+    optimizers = [make_optimizer(models[0], lr=1e-2), make_optimizer(models[1], lr=1e-2, fused=False)]
+    assert optimizers[0].defaults["fused"] and not optimizers[1].defaults["fused"]
+    for model, optimizer in zip(models, optimizers, strict=True):
+        for step in range(3):
+            torch.manual_seed(step)
+            for p in model.parameters():
+                p.grad = torch.randn_like(p)
+            optimizer.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
