@@ -1,0 +1,204 @@
+"""The walkthrough's fine-tune as a command-line program, for one process or many.
+
+``book/scripts/finetune.py`` runs :func:`main`; so does ``python -m companion.finetune``.
+It loads the Rotten Tomatoes splits, tokenizes them to 64 tokens, batches the training
+split by length, fine-tunes with :func:`companion.training.fit` (AdamW, warm-up and
+linear decay, clipping, early stopping on validation accuracy), evaluates the test split
+once, and saves the model and a ``metrics.json`` into the output folder. Every step goes
+through an :class:`~accelerate.Accelerator`, so the same program runs unchanged under
+``accelerate launch``: one process or several, CPU or GPUs. See ``book/scaling_out.ipynb``.
+
+    python book/scripts/finetune.py --train-size 2000 --epochs 1 --output _outputs/run
+    accelerate launch --multi_gpu --num_processes 2 book/scripts/finetune.py --cpu --batch-size 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from accelerate.utils import gather_object
+
+from companion.batching import make_loader, tokenize_dataset
+from companion.data import load_rotten_tomatoes, stratified_subset
+from companion.distributed import effective_batch_size, make_accelerator, save_on_main
+from companion.env import quiet_libraries, seed_everything
+from companion.models import DEFAULT_CHECKPOINT, load_classifier, load_tokenizer
+from companion.training import evaluate, fit
+
+__all__ = ["build_parser", "run", "main", "METRICS_FILE"]
+
+#: Name of the file, in the output folder, that records what the run did and measured.
+METRICS_FILE = "metrics.json"
+
+
+def _positive(kind: type) -> Callable[[str], int | float]:
+    """An argparse type: ``kind(text)``, refusing zero and negative values."""
+
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The program's arguments; ``--help`` prints them with their defaults."""
+    parser = argparse.ArgumentParser(
+        prog="finetune.py",
+        description="Fine-tune a BERT checkpoint on the Rotten Tomatoes snippets (the walkthrough's recipe), "
+        "on one process or, under `accelerate launch`, on several.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=DEFAULT_CHECKPOINT,
+        help="'minilm' (offline default), a local model folder, or a hub name when online",
+    )
+    parser.add_argument(
+        "--train-size",
+        type=_positive(int),
+        default=None,
+        help="size of a stratified sample of the training split; None: all of its 10,207 snippets",
+    )
+    parser.add_argument(
+        "--eval-size",
+        type=_positive(int),
+        default=None,
+        help="size of stratified samples of the validation and test splits; None: whole splits",
+    )
+    parser.add_argument("--epochs", type=_positive(int), default=3, help="upper bound; early stopping may end sooner")
+    parser.add_argument(
+        "--batch-size",
+        type=_positive(int),
+        default=32,
+        help="examples per batch in EACH process; effective batch = this x processes x accumulation",
+    )
+    parser.add_argument(
+        "--accumulation-steps",
+        type=_positive(int),
+        default=1,
+        help="batches whose gradients are added up before each update",
+    )
+    parser.add_argument(
+        "--lr",
+        type=_positive(float),
+        default=2e-4,
+        help="peak learning rate (what the walkthrough's validation sweep chose, at batch 32)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default="auto",
+        help="auto: bf16 (or fp16) on a GPU, fp32 on a CPU without bf16 units, or what "
+        "`accelerate launch --mixed_precision` / a config file says",
+    )
+    parser.add_argument("--max-length", type=_positive(int), default=64, help="tokens kept per snippet")
+    parser.add_argument("--patience", type=_positive(int), default=1, help="epochs without improvement before stopping")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data sample, the batch order and the new head")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("_outputs") / "finetune",
+        help="folder for the saved model and metrics.json (written by the main process only)",
+    )
+    parser.add_argument("--cpu", action="store_true", help="keep every process on the CPU (gloo between processes)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _data(args: argparse.Namespace, tokenizer) -> dict:
+    splits = load_rotten_tomatoes(seed=0)
+    parts = {"train": splits["train"], "validation": splits["validation"], "test": splits["test"]}
+    sizes = {"train": args.train_size, "validation": args.eval_size, "test": args.eval_size}
+    return {
+        name: tokenize_dataset(
+            part if sizes[name] is None else stratified_subset(part, sizes[name], seed=args.seed),
+            tokenizer,
+            args.max_length,
+        )
+        for name, part in parts.items()
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Fine-tune, test and save as ``args`` say; return the record written to ``metrics.json``."""
+    started = time.perf_counter()
+    quiet_libraries()
+    accelerator = make_accelerator(args.precision, cpu=args.cpu)
+    seed_everything(args.seed)
+    tokenizer = load_tokenizer(args.checkpoint)
+    with accelerator.main_process_first():  # the data cache is filled once
+        data = _data(args, tokenizer)
+    train_loader = make_loader(data["train"], tokenizer, args.batch_size, group_by_length=True, seed=args.seed)
+    val_loader = make_loader(data["validation"], tokenizer, batch_size=128)
+    test_loader = make_loader(data["test"], tokenizer, batch_size=128)
+    model = load_classifier(args.checkpoint)
+    result = fit(
+        model,
+        train_loader,
+        val_loader,
+        epochs=args.epochs,
+        lr=args.lr,
+        patience=args.patience,
+        progress=not args.no_progress,
+        accumulation_steps=args.accumulation_steps,
+        accelerator=accelerator,
+    )
+    test = evaluate(model, test_loader, accelerator=accelerator)
+    written = save_on_main(accelerator, model, tokenizer, args.output)
+    files_by_process = gather_object([len(written)])  # one count per process, in process order
+    processes = accelerator.num_processes
+    record = {
+        "checkpoint": args.checkpoint,
+        "processes": processes,
+        "distributed_type": str(accelerator.distributed_type).split(".")[-1],
+        "device": str(accelerator.device),
+        "mixed_precision": accelerator.mixed_precision,
+        "threads_per_process": torch.get_num_threads(),
+        "train_examples": len(data["train"]),
+        "validation_examples": len(data["validation"]),
+        "test_examples": int(test.confusion.sum()),
+        "batch_size_per_process": args.batch_size,
+        "accumulation_steps": args.accumulation_steps,
+        "effective_batch_size": effective_batch_size(args.batch_size, processes, args.accumulation_steps),
+        "lr": args.lr,
+        "epochs_run": len(result.history),
+        "best_epoch": result.best_epoch,
+        "updates": result.updates,
+        "train_seconds": result.train_seconds,
+        "updates_per_second": result.updates / result.train_seconds,
+        "examples_per_second": len(data["train"]) * len(result.history) / result.train_seconds,
+        "history": result.history,
+        "test": test.as_dict(),
+        "files_written_by_process": files_by_process,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "total_seconds": time.perf_counter() - started,
+    }
+    if accelerator.is_main_process:
+        (Path(args.output) / METRICS_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    accelerator.print(
+        f"{processes} process(es), effective batch {record['effective_batch_size']}: {result.updates} updates in "
+        f"{result.train_seconds:.1f} s ({record['updates_per_second']:.2f}/s); "
+        f"test accuracy {test.accuracy:.4f} on {record['test_examples']} snippets; saved to {args.output}"
+    )
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return record
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Parse ``argv`` (default: the command line) and :func:`run`."""
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised through book/scripts/finetune.py
+    main()
