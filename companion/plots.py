@@ -1,4 +1,4 @@
-"""Figures the training chapters share: training curves and confusion matrices."""
+"""Figures the training chapters share: training curves, confusion matrices, speed bars."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 
 from companion.training import FitResult
 
-__all__ = ["moving_average", "plot_training", "plot_confusion"]
+__all__ = ["moving_average", "plot_training", "plot_confusion", "plot_speed"]
 
 
 def moving_average(values: Sequence[float], window: int = 20) -> np.ndarray:
@@ -55,5 +55,21 @@ def plot_confusion(confusion: np.ndarray, names: Sequence[str]) -> plt.Figure:
         ax.text(j, i, str(count), ha="center", va="center", color=color)
     ax.set(xticks=range(len(names)), yticks=range(len(names)), xticklabels=names, yticklabels=names,
            xlabel="predicted", ylabel="true", title="Confusion matrix")
+    fig.tight_layout()
+    return fig
+
+
+def plot_speed(rates: dict[str, float], baseline: str, unit: str = "real tokens/s") -> plt.Figure:
+    """Horizontal bars of ``rates`` (one per configuration), labelled with the ratio to ``baseline``."""
+    if baseline not in rates:
+        raise ValueError(f"baseline {baseline!r} is not one of {list(rates)}")
+    names = list(rates)
+    values = [rates[n] for n in names]
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(names) + 1.2))
+    ax.barh(names, values, color=["tab:gray" if n == baseline else "tab:blue" for n in names])
+    for i, value in enumerate(values):
+        ax.text(value, i, f" {value / rates[baseline]:.1f}x", va="center")
+    ax.invert_yaxis()
+    ax.set(xlabel=unit, xlim=(0, max(values) * 1.2), title=f"Training speed ({unit}), ratio to {baseline}")
     fig.tight_layout()
     return fig

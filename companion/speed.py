@@ -36,6 +36,7 @@ __all__ = [
     "interleave",
     "speed_table",
     "inference_rate",
+    "optimizer_step_seconds",
 ]
 
 
@@ -203,8 +204,9 @@ def time_trainer(
     scratch = tempfile.TemporaryDirectory(prefix="speed-trainer-")
     args = TrainingArguments(
         output_dir=output_dir or scratch.name, max_steps=len(batches), learning_rate=lr, weight_decay=0.01,
-        warmup_steps=int(0.1 * len(batches)), max_grad_norm=1.0, report_to="none", save_strategy="no", logging_strategy="steps",
-        logging_steps=1, disable_tqdm=True, seed=0, bf16=bf16, use_cpu=device.type == "cpu", dataloader_num_workers=0,
+        warmup_steps=int(0.1 * len(batches)), max_grad_norm=1.0, report_to="none", save_strategy="no",
+        logging_strategy="steps", logging_steps=1, disable_tqdm=True, seed=0, bf16=bf16,
+        use_cpu=device.type == "cpu", dataloader_num_workers=0,
     )  # fmt: skip
     torch.manual_seed(0)
     trainer = SameBatches(model=make_model(), args=args, callbacks=[clock])
@@ -272,3 +274,24 @@ def inference_rate(
         model(**tokenizer(chunk, padding=True, return_tensors="pt").to(device))
     sync(device)
     return len(texts) / (time.perf_counter() - start)
+
+
+def optimizer_step_seconds(model: nn.Module, fused: bool, reps: int = 10) -> float:
+    """Median seconds of one AdamW step over all trainable parameters of ``model``.
+
+    Gradients are filled with small random numbers first; the model's weights change, so
+    pass a model you no longer need (a fresh copy).
+    """
+    if reps < 1:
+        raise ValueError(f"reps must be positive, got {reps}")
+    for p in model.parameters():
+        if p.requires_grad:
+            p.grad = torch.randn_like(p) * 1e-3
+    optimizer = make_optimizer(model, lr=1e-5, fused=fused)
+    optimizer.step()  # creates the moment buffers
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from companion.plots import moving_average, plot_confusion, plot_training  # noqa: E402
+from companion.plots import moving_average, plot_confusion, plot_speed, plot_training  # noqa: E402
 from companion.training import FitResult  # noqa: E402
 from companion.widgets import format_prediction, text_classifier_box  # noqa: E402
 
@@ -38,6 +38,14 @@ def test_plot_confusion_writes_counts_and_checks_shape() -> None:
     plt.close(fig)
     with pytest.raises(ValueError, match="does not match"):
         plot_confusion(np.eye(3), ["a", "b"])
+
+
+def test_plot_speed_labels_each_bar_with_its_ratio() -> None:
+    fig = plot_speed({"article": 100.0, "grouped": 400.0}, baseline="article")
+    assert [t.get_text().strip() for t in fig.axes[0].texts] == ["1.0x", "4.0x"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="baseline"):
+        plot_speed({"a": 1.0}, baseline="b")
 
 
 def fake_classifier(text: str) -> list[dict]:

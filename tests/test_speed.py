@@ -13,6 +13,7 @@ from companion.speed import (
     flops_per_token,
     interleave,
     matmul_peak,
+    optimizer_step_seconds,
     padding_of,
     speed_table,
     time_trainer,
@@ -85,3 +86,9 @@ def test_speed_table_uses_the_median_repeat() -> None:
     assert table.loc["a", "MFU"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="repeats"):
         interleave({}, repeats=0)
+
+
+def test_fused_adamw_step_is_timed() -> None:
+    assert optimizer_step_seconds(tiny_model(), fused=True, reps=2) > 0
+    with pytest.raises(ValueError, match="reps"):
+        optimizer_step_seconds(tiny_model(), fused=False, reps=0)
