@@ -72,7 +72,7 @@ def extract_question(message: str) -> str:
     return questions[-1] if questions else message
 
 
-def assign_priority(negativity: float, high: float = 0.8, low: float = 0.3) -> str:
+def assign_priority(negativity: float, high: float = 0.7, low: float = 0.3) -> str:
     """``"high"`` when the message is at least ``high`` likely negative, ``"low"`` below ``low``, else ``"normal"``.
 
     >>> [assign_priority(p) for p in (0.95, 0.5, 0.1)]
@@ -129,7 +129,7 @@ class Triage:
         sentiment: tuple[PreTrainedModel, PreTrainedTokenizerBase],
         negative_label: str = "negative",
         queues: Mapping[str, str] = QUEUES,
-        high: float = 0.8,
+        high: float = 0.7,
         low: float = 0.3,
         min_probability: float = 0.5,
     ) -> None:

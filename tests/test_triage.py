@@ -55,7 +55,7 @@ def test_extract_question_refuses_an_empty_message() -> None:
         extract_question("   ")
 
 
-@pytest.mark.parametrize(("p", "priority"), [(1.0, "high"), (0.8, "high"), (0.79, "normal"), (0.3, "normal"),
+@pytest.mark.parametrize(("p", "priority"), [(1.0, "high"), (0.7, "high"), (0.69, "normal"), (0.3, "normal"),
                                              (0.29, "low"), (0.0, "low")])
 def test_priority_thresholds(p: float, priority: str) -> None:
     assert assign_priority(p) == priority
