@@ -140,7 +140,8 @@ def run(args: argparse.Namespace) -> dict:
     train_loader = make_loader(data["train"], tokenizer, args.batch_size, group_by_length=True, seed=args.seed)
     val_loader = make_loader(data["validation"], tokenizer, batch_size=128)
     test_loader = make_loader(data["test"], tokenizer, batch_size=128)
-    model = load_classifier(args.checkpoint)
+    model = load_classifier(args.checkpoint)  # DDP copies process 0's weights to the others
+    seed_everything(args.seed + accelerator.process_index)  # but each process draws its own dropout masks
     result = fit(
         model,
         train_loader,
