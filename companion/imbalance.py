@@ -13,18 +13,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
-__all__ = ["balanced_class_weights", "WeightedLossClassifier"]
+__all__ = ["balanced_class_weights", "WeightedLossClassifier", "per_class_scores"]
 
 
 def balanced_class_weights(labels: Sequence[int], num_labels: int) -> Tensor:
     """Weights ``N / (K * count_k)`` per class (scikit-learn's "balanced"), as float32.
 
-    >>> balanced_class_weights([0, 0, 0, 1], 2).tolist()
-    [0.6666666865348206, 2.0]
+    >>> [round(w, 4) for w in balanced_class_weights([0, 0, 0, 1], 2).tolist()]
+    [0.6667, 2.0]
     """
     labels = np.asarray(labels)
     if labels.size == 0:
@@ -63,3 +64,26 @@ class WeightedLossClassifier(nn.Module):
         if labels is not None:
             output.loss = nn.functional.cross_entropy(output.logits.float(), labels, weight=self.weights)
         return output
+
+
+def per_class_scores(confusion: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
+    """Precision, recall, F1 and support of every class, from a confusion matrix (rows: true).
+
+    A class that is never predicted has precision 0 (and so F1 0), as in scikit-learn
+    with ``zero_division=0``; the mean of the ``f1`` column is the macro-F1.
+
+    >>> per_class_scores(np.array([[3, 1], [0, 4]]), ["a", "b"]).round(3).to_dict("index")["a"]
+    {'precision': 1.0, 'recall': 0.75, 'f1': 0.857, 'support': 4.0}
+    """
+    confusion = np.asarray(confusion)
+    if confusion.ndim != 2 or confusion.shape != (len(names), len(names)):
+        raise ValueError(f"confusion matrix of shape {confusion.shape} does not match {len(names)} names")
+    hits = np.diag(confusion).astype(float)
+    support, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
+    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
+    recall = np.divide(hits, support, out=np.zeros_like(hits), where=support > 0)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(hits), where=total > 0)
+    return pd.DataFrame(
+        {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(float)}, index=list(names)
+    )

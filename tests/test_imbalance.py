@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from datasets import Dataset
 from transformers import BertConfig, BertForSequenceClassification
 
 from companion.batching import make_loader, tokenize_dataset
-from companion.imbalance import WeightedLossClassifier, balanced_class_weights
+from companion.imbalance import WeightedLossClassifier, balanced_class_weights, per_class_scores
 from companion.training import fit
 
 
@@ -62,3 +63,18 @@ def test_fit_trains_the_wrapped_model(tokenizer) -> None:
     result = fit(wrapped, loader, loader, epochs=1, lr=1e-2, progress=False)
     assert len(result.step_losses) == len(loader)
     assert not torch.equal(before, model.classifier.weight), "the wrapped model's own weights were updated"
+
+
+def test_per_class_scores_match_scikit_learn() -> None:
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    truth = [0, 0, 0, 1, 1, 2, 2, 2, 2, 3]
+    guess = [0, 1, 0, 1, 1, 2, 0, 2, 1, 2]  # class 3 is never predicted
+    table = per_class_scores(confusion_matrix(truth, guess, labels=[0, 1, 2, 3]), ["a", "b", "c", "d"])
+    precision, recall, f1, support = precision_recall_fscore_support(truth, guess, zero_division=0)
+    assert np.allclose(table["precision"], precision) and np.allclose(table["recall"], recall)
+    assert np.allclose(table["f1"], f1) and table["support"].tolist() == support.tolist()
+    macro = precision_recall_fscore_support(truth, guess, average="macro", zero_division=0)[2]
+    assert np.isclose(table["f1"].mean(), macro)
+    with pytest.raises(ValueError, match="does not match"):
+        per_class_scores(np.eye(3), ["a", "b"])
