@@ -187,7 +187,8 @@ def run(args: argparse.Namespace) -> dict:
     if accelerator.is_main_process:
         (Path(args.output) / METRICS_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     accelerator.print(
-        f"{processes} process(es), effective batch {record['effective_batch_size']}: {result.updates} updates in "
+        f"{processes} process{'es' if processes > 1 else ''}, effective batch {record['effective_batch_size']}: "
+        f"{result.updates} updates in "
         f"{result.train_seconds:.1f} s ({record['updates_per_second']:.2f}/s); "
         f"test accuracy {test.accuracy:.4f} on {record['test_examples']} snippets; saved to {args.output}"
     )

@@ -174,7 +174,7 @@ def test_two_cpu_processes_train_save_once_and_evaluate_like_one(tmp_path: Path,
     done = subprocess.run(launch_command(SCRIPT, args, num_processes=2), env=launch_env(1), capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("2 process(es)") == 1  # only the main process prints
+    assert done.stdout.count("2 processes, effective batch 16") == 1  # only the main process prints
     record = json.loads((output / METRICS_FILE).read_text())
     assert record["processes"] == 2 and record["distributed_type"] == "MULTI_CPU"
     assert record["effective_batch_size"] == 16 and record["threads_per_process"] == 1
