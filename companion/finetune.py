@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,12 +27,12 @@ from accelerate.utils import gather_object
 
 from companion.batching import make_loader, tokenize_dataset
 from companion.data import load_rotten_tomatoes, stratified_subset
-from companion.distributed import effective_batch_size, make_accelerator, save_on_main
+from companion.distributed import effective_batch_size, launch_env, make_accelerator, save_on_main
 from companion.env import quiet_libraries, seed_everything
 from companion.models import DEFAULT_CHECKPOINT, load_classifier, load_tokenizer
 from companion.training import evaluate, fit
 
-__all__ = ["build_parser", "run", "main", "METRICS_FILE"]
+__all__ = ["build_parser", "run", "main", "run_program", "METRICS_FILE"]
 
 #: Name of the file, in the output folder, that records what the run did and measured.
 METRICS_FILE = "metrics.json"
@@ -200,6 +201,21 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: Sequence[str] | None = None) -> dict:
     """Parse ``argv`` (default: the command line) and :func:`run`."""
     return run(build_parser().parse_args(argv))
+
+
+def run_program(command: Sequence[str], output: str | Path, threads_per_process: int | None = None) -> dict:
+    """Run a command line of this program (plain, or under ``accelerate launch``) and return its metrics.
+
+    ``threads_per_process`` sets ``OMP_NUM_THREADS`` for each process (see
+    :func:`~companion.distributed.launch_env`). What the program printed is printed here;
+    if it fails, the end of its error output is raised as a ``RuntimeError``. Returns the
+    ``metrics.json`` it wrote into ``output``. Used in ``book/scaling_out.ipynb``.
+    """
+    done = subprocess.run(list(command), env=launch_env(threads_per_process), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"exit status {done.returncode}: {done.stderr[-3000:]}")
+    print(done.stdout.strip())
+    return json.loads((Path(output) / METRICS_FILE).read_text(encoding="utf-8"))
 
 
 if __name__ == "__main__":  # pragma: no cover - exercised through book/scripts/finetune.py

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from companion.distributed import (
     shardable,
     write_accelerate_config,
 )
-from companion.finetune import METRICS_FILE, build_parser
+from companion.finetune import METRICS_FILE, build_parser, run_program
 from companion.models import load_saved, save_model
 from companion.training import evaluate, fit
 
@@ -176,6 +177,8 @@ def test_two_cpu_processes_train_save_once_and_evaluate_like_one(tmp_path: Path,
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("2 processes, effective batch 16") == 1  # only the main process prints
     record = json.loads((output / METRICS_FILE).read_text())
+    with pytest.raises(RuntimeError, match="exit status 2"):  # argparse refuses --epochs 0
+        run_program([sys.executable, str(SCRIPT), "--epochs", "0"], output)
     assert record["processes"] == 2 and record["distributed_type"] == "MULTI_CPU"
     assert record["effective_batch_size"] == 16 and record["threads_per_process"] == 1
     saved = sorted(p.name for p in output.iterdir())
