@@ -53,6 +53,17 @@ from companion.speed import (
 from companion.training import cpu_has_fast_bf16
 
 
+def processor_name() -> str:
+    """The CPU's model name where Linux tells it, else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def amp_dtype_for(device: torch.device) -> torch.dtype | None:
     """bf16 (or fp16) on CUDA, bf16 on a CPU with bf16 units, else ``None`` (fp32 only)."""
     if device.type == "cuda":
@@ -152,7 +163,7 @@ def main() -> None:
             "command": "python benchmarks/finetune_speed.py " + " ".join(
                 f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("json", "compile")
             ) + (" --compile" if args.compile else ""),
-            "machine": {"processor": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "machine": {"processor": processor_name(), "threads": torch.get_num_threads(),
                         "device": device.type, "torch": torch.__version__},
             "matmul_peak_gflops": {"fp32": fp32_peak / 1e9, **({str(amp): peaks[amp_name] / 1e9} if amp else {})},
             "table": table.reset_index().to_dict(orient="records"),
