@@ -47,8 +47,8 @@ def _mixed_precision(precision: str, cpu: bool) -> str | None:
     """Accelerate's name ("no", "bf16", "fp16") for one of the book's precision names."""
     from companion.training import resolve_precision
 
-    if precision == "auto" and os.environ.get("ACCELERATE_MIXED_PRECISION"):
-        return None  # `accelerate launch --mixed_precision ...` or a config file decides
+    if precision == "auto" and os.environ.get("ACCELERATE_MIXED_PRECISION", "no") != "no":
+        return None  # `accelerate launch --mixed_precision bf16` or a config file decided
     if cpu or not torch.cuda.is_available():
         device = torch.device("cpu")
     else:
@@ -62,7 +62,8 @@ def make_accelerator(precision: str = "auto", cpu: bool = False, **kwargs) -> Ac
 
     The names are those of :func:`companion.training.resolve_precision`: "auto" means
     bf16 (or fp16) autocast on a GPU and fp32 on a CPU without bf16 units, unless the
-    launcher or an ``accelerate config`` file already chose a mixed precision. ``cpu=True``
+    launcher or an ``accelerate config`` file already chose a mixed precision other than
+    "no" (Accelerate's default; ask for "fp32" to insist on full precision). ``cpu=True``
     keeps every process on the CPU (several processes then talk through the gloo
     backend). Extra keyword arguments go to ``Accelerator``.
 

@@ -34,7 +34,7 @@ from companion.distributed import (
 )
 from companion.finetune import METRICS_FILE, build_parser, run_program
 from companion.models import load_saved, save_model
-from companion.training import evaluate, fit
+from companion.training import cpu_has_fast_bf16, evaluate, fit
 
 SCRIPT = Path(__file__).resolve().parent.parent / "book" / "scripts" / "finetune.py"
 
@@ -142,6 +142,16 @@ def test_accelerator_owns_the_precision(tokenizer, accelerator) -> None:
     with pytest.raises(ValueError, match="precision"):
         fit(tiny_model(), loader, loader, epochs=1, precision="bf16", accelerator=accelerator, progress=False)
     assert accelerator.mixed_precision == "no"
+
+
+def test_auto_precision_defers_to_the_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    from companion.distributed import _mixed_precision
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # accelerate launch --mixed_precision bf16
+    assert _mixed_precision("auto", cpu=True) is None and _mixed_precision("fp32", cpu=True) == "no"
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")  # the launcher's default: the device decides
+    assert _mixed_precision("auto", cpu=True) == ("bf16" if cpu_has_fast_bf16() else "no")
+    assert _mixed_precision("bf16", cpu=True) == "bf16"
 
 
 def test_help_documents_every_argument(capsys: pytest.CaptureFixture) -> None:
