@@ -10,6 +10,9 @@ One small module per idea, in the order the book meets them:
 - :mod:`companion.widgets` -- attention maps and the interactive attention explorer;
 - :mod:`companion.batching` -- tokenization, dynamic padding, length-grouped batches;
 - :mod:`companion.training` -- optimiser, schedule, ``train_epoch``, ``evaluate``, ``fit``;
+- :mod:`companion.questions` -- the TREC question-classification data, offline, stratified;
+- :mod:`companion.imbalance` -- class weights and a weighted-loss classifier;
+- :mod:`companion.triage` -- routing and prioritising messages with two classifiers;
 - :mod:`companion.book` -- the book's own structure (chapters, repository address).
 
 Modules are imported by name (``from companion.data import load_rotten_tomatoes``), so
