@@ -13,6 +13,8 @@ One small module per idea, in the order the book meets them:
 - :mod:`companion.questions` -- the TREC question-classification data, offline, stratified;
 - :mod:`companion.imbalance` -- class weights and a weighted-loss classifier;
 - :mod:`companion.triage` -- routing and prioritising messages with two classifiers;
+- :mod:`companion.distributed` -- Accelerate around the loop: several processes or GPUs;
+- :mod:`companion.finetune` -- the walkthrough's fine-tune as a command-line program;
 - :mod:`companion.book` -- the book's own structure (chapters, repository address).
 
 Modules are imported by name (``from companion.data import load_rotten_tomatoes``), so
