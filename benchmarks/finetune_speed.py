@@ -50,7 +50,7 @@ from companion.speed import (
     time_trainer,
     time_training,
 )
-from companion.training import cpu_has_fast_bf16
+from companion.training import resolve_precision
 
 
 def processor_name() -> str:
@@ -62,13 +62,6 @@ def processor_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def amp_dtype_for(device: torch.device) -> torch.dtype | None:
-    """bf16 (or fp16) on CUDA, bf16 on a CPU with bf16 units, else ``None`` (fp32 only)."""
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
 
 
 def main() -> None:
@@ -107,7 +100,7 @@ def main() -> None:
         runs["grouped + torch.compile"] = partial(
             time_training, make_model, grouped, args.warmup + 3, device, compile_model=True
         )
-    amp = amp_dtype_for(device)
+    amp = resolve_precision(device, "auto")  # bf16/fp16 on CUDA, bf16 on a CPU with bf16 units, else None
     amp_name = f"grouped + {str(amp).split('.')[-1]} autocast" if amp else None
     if amp:
         runs[amp_name] = partial(time_training, make_model, grouped, args.warmup, device, amp)

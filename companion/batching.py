@@ -9,7 +9,7 @@ padding is left at all. Used in ``book/walkthrough.ipynb``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -121,8 +121,8 @@ def make_loader(
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle, collate_fn=collator, generator=generator)
 
 
-def padding_stats(loader: DataLoader) -> dict[str, float]:
-    """Real and padded token counts over one pass of ``loader`` (no model involved)."""
+def padding_stats(loader: Iterable[dict]) -> dict[str, float]:
+    """Real and padded token counts over one pass of ``loader`` (or a list of batches; no model involved)."""
     real = padded = 0
     for batch in loader:
         real += int(batch["attention_mask"].sum())

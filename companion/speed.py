@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from companion.batching import padding_stats
 from companion.training import make_optimizer, make_scheduler, train_epoch
 
 __all__ = [
@@ -29,7 +30,6 @@ __all__ = [
     "matmul_peak",
     "flops_per_token",
     "activation_bytes",
-    "padding_of",
     "StepTiming",
     "time_training",
     "time_trainer",
@@ -105,13 +105,6 @@ def activation_bytes(model: nn.Module, batch: dict) -> int:
     return sum(seen.values())
 
 
-def padding_of(batches: Sequence[dict]) -> tuple[int, int]:
-    """Real (non-pad) tokens and padded tokens in ``batches``."""
-    real = sum(int(b["attention_mask"].sum()) for b in batches)
-    padded = sum(b["attention_mask"].numel() for b in batches)
-    return real, padded
-
-
 @dataclass
 class StepTiming:
     """One timed run: seconds for the timed steps, their tokens and examples, the last losses."""
@@ -130,7 +123,8 @@ def _split(batches: Sequence[dict], warmup: int) -> tuple[Sequence[dict], Sequen
 
 
 def _timing(seconds: float, timed: Sequence[dict], losses: Sequence[float]) -> StepTiming:
-    real, padded = padding_of(timed)
+    tokens = padding_stats(timed)
+    real, padded = tokens["real_tokens"], tokens["padded_tokens"]
     tail = list(losses)[-5:]
     return StepTiming(seconds, real, padded, sum(len(b["labels"]) for b in timed), sum(tail) / len(tail))
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from accelerate.data_loader import BatchSamplerShard
 from accelerate.state import AcceleratorState
-from test_training import tiny_model, toy_data
+from test_training import tiny_model, toy_data, without_dropout
 from transformers import BertConfig, BertForSequenceClassification
 
 from companion.batching import LengthGroupedBatchSampler, make_loader, tokenize_dataset
@@ -109,13 +109,6 @@ def test_dynamic_batches_shard_every_length_grouped_batch(tokenizer) -> None:
     assert wrapped.batch_sampler.batch_sampler is loader.batch_sampler
     plain = make_loader(toy_data(40), tokenizer, batch_size=8)
     assert shardable(plain) is plain and shardable(wrapped) is wrapped
-
-
-def without_dropout(model: torch.nn.Module) -> torch.nn.Module:
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-    return model
 
 
 def test_one_process_accelerator_trains_exactly_like_the_plain_loop(tokenizer, accelerator) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_training import tiny_model, toy_data
+from test_training import tiny_model, toy_data, without_dropout
 
-from companion.batching import make_loader
+from companion.batching import make_loader, padding_stats
 from companion.speed import (
     StepTiming,
     activation_bytes,
@@ -14,7 +14,6 @@ from companion.speed import (
     interleave,
     matmul_peak,
     optimizer_step_seconds,
-    padding_of,
     speed_table,
     time_trainer,
     time_training,
@@ -22,11 +21,7 @@ from companion.speed import (
 
 
 def no_dropout_model() -> torch.nn.Module:
-    model = tiny_model()
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-    return model
+    return without_dropout(tiny_model())
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +55,9 @@ def test_activation_memory_grows_with_the_batch(tokenizer) -> None:
     assert small > 0 and 1.8 < large / small < 2.2
 
 
-def test_padding_of_counts_real_and_padded_tokens(batches) -> None:
-    real, padded = padding_of(batches)
+def test_padding_stats_counts_a_list_of_batches(batches) -> None:
+    tokens = padding_stats(batches)
+    real, padded = tokens["real_tokens"], tokens["padded_tokens"]
     assert real == sum(int(b["attention_mask"].sum()) for b in batches)
     assert padded == sum(b["input_ids"].numel() for b in batches) and real <= padded
 

@@ -28,6 +28,14 @@ def tiny_model(num_labels: int = 2, seed: int = 0) -> BertForSequenceClassificat
     return BertForSequenceClassification(config)
 
 
+def without_dropout(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with every dropout layer off, so that two runs see the same network."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model
+
+
 def toy_data(n: int = 96, seed: int = 0, num_labels: int = 2) -> Dataset:
     """Sentences of random ids drawn from a range that depends on the label: easy to learn."""
     rng = np.random.default_rng(seed)
@@ -209,11 +217,7 @@ def test_gradient_accumulation_equals_one_larger_batch(tokenizer) -> None:
     collate = DataCollatorWithPadding(tokenizer)
     models = []
     for batch_size, steps in ((16, 1), (8, 2)):
-        model = tiny_model()
-        model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
-        for module in model.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.p = 0.0
+        model = without_dropout(tiny_model())
         loader = DataLoader(rows, batch_size=batch_size, collate_fn=collate)
         optimizer = make_optimizer(model, lr=1e-2)
         losses = train_epoch(model, loader, optimizer, progress=False, accumulation_steps=steps)
