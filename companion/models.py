@@ -22,9 +22,13 @@ from transformers import (
     AutoModel,
     AutoModelForSequenceClassification,
     AutoTokenizer,
+    BertConfig,
+    BertModel,
+    BertPreTrainedModel,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
@@ -33,6 +37,10 @@ __all__ = [
     "load_tokenizer",
     "load_encoder",
     "load_classifier",
+    "POOLINGS",
+    "mean_pool",
+    "MeanPoolingConfig",
+    "MeanPoolingClassifier",
     "freeze",
     "count_parameters",
     "save_model",
@@ -114,9 +122,14 @@ def load_encoder(name: str = DEFAULT_CHECKPOINT, **kwargs) -> PreTrainedModel:
     return _from_pretrained(AutoModel, name, **kwargs).eval()
 
 
+#: The two ways :func:`load_classifier` can turn token vectors into one sentence vector.
+POOLINGS = ("cls", "mean")
+
+
 def load_classifier(
     name: str = DEFAULT_CHECKPOINT,
     labels: list[str] | tuple[str, ...] = ("negative", "positive"),
+    pooling: str = "cls",
     **kwargs,
 ) -> PreTrainedModel:
     """A pre-trained encoder with a new, randomly initialised classification head.
@@ -124,12 +137,21 @@ def load_classifier(
     ``labels`` gives the number of classes and their names, which are stored in the
     config (``id2label``/``label2id``) so that saved models and pipelines print
     "positive" rather than "LABEL_1". Extra keyword arguments go to ``from_pretrained``.
+
+    ``pooling`` chooses what the head reads: ``"cls"`` is BERT's own recipe,
+    ``AutoModelForSequenceClassification``, whose head reads the pooler's output
+    (a dense layer and tanh over the ``[CLS]`` vector); ``"mean"`` is
+    :class:`MeanPoolingClassifier`, whose head reads the average of the token vectors,
+    which is what all-MiniLM-L6-v2 was trained to produce (its pooler never was:
+    ``book/walkthrough.ipynb`` compares the two).
     """
     labels = list(labels)
     if len(labels) < 2 or len(set(labels)) != len(labels):
         raise ValueError(f"labels must be two or more distinct names, got {labels}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
     return _from_pretrained(
-        AutoModelForSequenceClassification,
+        AutoModelForSequenceClassification if pooling == "cls" else MeanPoolingClassifier,
         name,
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
@@ -205,3 +227,73 @@ def load_saved(
         folder, config=config, use_safetensors=True, trust_remote_code=False
     )
     return model.to(device).eval(), AutoTokenizer.from_pretrained(folder)
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The average of the token vectors ``hidden`` ``[batch, seq, d]`` over real tokens only.
+
+    Padding positions (``attention_mask`` 0) are left out of the sum and of the count,
+    so a sentence gets the same vector whatever its batch is padded to. This is the
+    pooling all-MiniLM-L6-v2 was trained with (its ``1_Pooling`` folder says
+    ``pooling_mode_mean_tokens``).
+
+    >>> mean_pool(torch.tensor([[[1.0], [3.0], [9.0]]]), torch.tensor([[1, 1, 0]])).tolist()
+    [[2.0]]
+    """
+    if hidden.dim() != 3 or attention_mask.shape != hidden.shape[:2]:
+        raise ValueError(
+            f"need hidden [batch, seq, d] and attention_mask [batch, seq], got {tuple(hidden.shape)} "
+            f"and {tuple(attention_mask.shape)}"
+        )
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+class MeanPoolingConfig(BertConfig):
+    """A BERT configuration whose classification head reads mean-pooled token vectors."""
+
+    model_type = "bert-mean-pooling"
+
+
+class MeanPoolingClassifier(BertPreTrainedModel):
+    """BERT encoder, mean pooling over real tokens, dropout, one linear layer to the classes.
+
+    The same head as ``BertForSequenceClassification`` (dropout and a linear layer) on a
+    different input: :func:`mean_pool` of the last hidden states instead of the pooler's
+    output, and no pooler at all. Registered with the Auto classes under the model type
+    ``"bert-mean-pooling"``, so ``save_pretrained`` / ``from_pretrained``,
+    ``AutoModelForSequenceClassification`` and ``pipeline("text-classification")`` handle
+    it without remote code once :mod:`companion.models` is imported. The loss is
+    cross-entropy over ``num_labels`` classes.
+    """
+
+    config_class = MeanPoolingConfig
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config, add_pooling_layer=False)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        """Logits ``[batch, num_labels]``, and the cross-entropy loss when ``labels`` are given."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        hidden = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs)
+        logits = self.classifier(self.dropout(mean_pool(hidden.last_hidden_state, attention_mask)))
+        loss = None if labels is None else nn.functional.cross_entropy(logits, labels.view(-1))
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+AutoConfig.register(MeanPoolingConfig.model_type, MeanPoolingConfig, exist_ok=True)
+AutoModelForSequenceClassification.register(MeanPoolingConfig, MeanPoolingClassifier, exist_ok=True)
