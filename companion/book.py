@@ -1,15 +1,25 @@
 """The book's own structure: its chapters (from ``_toc.yml``) and its repository address.
 
 Used by the Makefile (``python -m companion.book notebooks`` lists the chapters nbval
-runs, in reading order) and by ``tests/test_book.py``.
+runs, in reading order), by ``tests/test_book.py``, and by ``tools/execute.py``, which
+records how long each chapter took in ``book/chapter_times.json`` (read back with
+:func:`chapter_times`; the table of *Getting started* is :func:`chapter_times_table`).
 """
 
 from __future__ import annotations
 
+import datetime
+import json
+import os
+import platform
 import sys
 from pathlib import Path
 
-__all__ = ["book_root", "toc_files", "toc_notebooks", "repository_url", "glue"]
+__all__ = ["book_root", "toc_files", "toc_notebooks", "repository_url", "glue",
+           "CHAPTER_TIMES", "chapter_times", "record_chapter_time", "chapter_times_table"]
+
+#: The record of measured chapter times, relative to :func:`book_root`.
+CHAPTER_TIMES = "book/chapter_times.json"
 
 
 def book_root() -> Path:
@@ -67,6 +77,115 @@ def glue(name: str, value: object, display: bool = False) -> None:
     except ImportError:
         return
     myst_glue(name, value, display=display)
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _cores() -> int:
+    """The CPU cores this process may use (its affinity where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def chapter_times(root: Path | None = None) -> dict[str, dict[str, dict]]:
+    """The measured chapter times: ``{chapter: {device: entry}}``, empty before any run.
+
+    A chapter is named as in ``_toc.yml`` (``"book/walkthrough"``), a device as
+    :func:`companion.env.pick_device` names it (``"cpu"``, ``"cuda"``, ``"mps"``), and an
+    entry holds ``seconds``, ``cpu`` (model name), ``cores``, ``date``, ``torch`` and, on a
+    GPU, ``gpu``. ``tools/execute.py`` writes it; *Getting started* shows it.
+
+    >>> times = chapter_times()
+    >>> all(name.startswith("book/") for name in times)
+    True
+    """
+    path = (root or book_root()) / CHAPTER_TIMES
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))["chapters"]
+
+
+def record_chapter_time(notebook: Path, seconds: float, device: str = "cpu", gpu: str | None = None,
+                        root: Path | None = None) -> dict:
+    """Store one chapter's execution time in the record, and return the entry written.
+
+    The file is locked (``fcntl.flock``) from read to write, so that several people or
+    processes executing chapters at once never lose each other's entries. Only chapters
+    listed in ``_toc.yml`` are recorded (``ValueError`` otherwise). Used by
+    ``tools/execute.py``, not by the chapters.
+    """
+    import fcntl
+
+    import torch
+
+    root = (root or book_root()).resolve()
+    name = Path(notebook).resolve().relative_to(root).with_suffix("").as_posix()
+    if name not in toc_files(root):
+        raise ValueError(f"{name} is not a chapter of _toc.yml: its time is not recorded")
+    if seconds <= 0:
+        raise ValueError(f"seconds must be positive, got {seconds}")
+    entry = {"seconds": round(float(seconds), 1), "cpu": _cpu_name(), "cores": _cores(),
+             "date": datetime.date.today().isoformat(), "torch": torch.__version__}
+    if gpu:
+        entry["gpu"] = gpu
+    path = root / CHAPTER_TIMES
+    with open(path, "a+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        handle.seek(0)
+        text = handle.read()
+        record = json.loads(text) if text.strip() else {
+            "about": "Seconds each chapter took to execute, written by tools/execute.py; never edit by hand.",
+            "chapters": {}}
+        record["chapters"].setdefault(name, {})[device] = entry
+        record["chapters"] = dict(sorted(record["chapters"].items()))
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+    return entry
+
+
+def _title(notebook: Path) -> str:
+    """A chapter's title: the first ``# `` heading of its notebook."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    for cell in cells:
+        for line in "".join(cell["source"]).splitlines():
+            if cell["cell_type"] == "markdown" and line.startswith("# "):
+                return line[2:].strip()
+    return notebook.stem
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def chapter_times_table(root: Path | None = None) -> str:
+    """A Markdown table of every chapter of ``_toc.yml`` with its recorded times.
+
+    A chapter not yet executed with ``tools/execute.py`` reads "not recorded".
+    Outside a clone of the book (in Colab) it says where the record lives instead.
+    """
+    try:
+        root = root or book_root()
+    except FileNotFoundError:
+        return f"The record is `{CHAPTER_TIMES}` in the book's repository (no clone of it here)."
+    times = chapter_times(root)
+    rows = ["| chapter | on the CPU | measured on | on a GPU |", "|---|---|---|---|"]
+    for notebook in toc_notebooks(root):
+        measured = times.get(notebook.relative_to(root).with_suffix("").as_posix(), {})
+        cpu, gpu = measured.get("cpu"), measured.get("cuda")
+        on_cpu = _duration(cpu["seconds"]) if cpu else "not recorded"
+        machine = f"{cpu['cpu']}, {cpu['cores']} cores, torch {cpu['torch']}, {cpu['date']}" if cpu else ""
+        on_gpu = f"{_duration(gpu['seconds'])} ({gpu.get('gpu', 'CUDA')})" if gpu else "not recorded"
+        rows.append(f"| [{_title(notebook)}]({notebook.name}) | {on_cpu} | {machine} | {on_gpu} |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":  # pragma: no cover - command-line helper for the Makefile

@@ -119,3 +119,40 @@ def test_glue_without_myst_nb_does_nothing(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setitem(sys.modules, "myst_nb", None)  # makes `import myst_nb` raise ImportError
     assert glue("answer", 42) is None
+
+
+def test_chapter_times_are_recorded_under_a_lock(tmp_path: Path) -> None:
+    """Four processes record four chapters at once into a fresh record: none is lost."""
+    import multiprocessing
+
+    from companion.book import chapter_times, chapter_times_table, record_chapter_time
+
+    for name in ("_toc.yml", "_config.yml"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    (tmp_path / "book").mkdir()
+    chapters = [ROOT / f"{name}.ipynb" for name in toc_files(ROOT) if (ROOT / f"{name}.ipynb").is_file()][:4]
+    for chapter in chapters:
+        (tmp_path / "book" / chapter.name).write_text(chapter.read_text())
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        pool.starmap(record_chapter_time, [(tmp_path / "book" / c.name, 10.0 + i, "cpu", None, tmp_path)
+                                          for i, c in enumerate(chapters)])
+    times = chapter_times(tmp_path)
+    assert sorted(times) == sorted(f"book/{c.stem}" for c in chapters)
+    assert times[f"book/{chapters[1].stem}"]["cpu"]["seconds"] == 11.0
+    assert set(times[f"book/{chapters[0].stem}"]["cpu"]) == {"seconds", "cpu", "cores", "date", "torch"}
+    with pytest.raises(ValueError, match="not a chapter"):
+        record_chapter_time(tmp_path / "book" / "draft.ipynb", 1.0, root=tmp_path)
+    table = chapter_times_table(tmp_path)
+    assert "| 10 s |" in table and "| 13 s |" in table and table.count("| not recorded |") == len(chapters)  # no GPU
+
+
+def test_the_record_of_chapter_times_names_only_chapters() -> None:
+    """book/chapter_times.json (written by tools/execute.py) holds chapters of _toc.yml, fully described."""
+    from companion.book import chapter_times, chapter_times_table
+
+    names = {p.relative_to(ROOT).with_suffix("").as_posix() for p in NOTEBOOKS}
+    for chapter, devices in chapter_times(ROOT).items():
+        assert chapter in names, f"{chapter} is recorded but is not a chapter of _toc.yml"
+        for device, entry in devices.items():
+            assert device in {"cpu", "cuda", "mps"} and entry["seconds"] > 0 and entry["cores"] >= 1
+    assert chapter_times_table(ROOT).count("\n") == len(NOTEBOOKS) + 1  # header, rule, one row per chapter

@@ -6,6 +6,10 @@
 ``--from-percent`` first builds the notebook from a script whose cells are separated by
 ``# %%`` lines (``# %% [markdown]`` for prose, each line starting with ``# ``).
 Outputs are never typed by hand: this script is how they get into the notebooks.
+
+Each chapter's execution time (with the CPU model, cores, date and torch version) goes
+into ``book/chapter_times.json``, the one record of chapter times that *Getting started*
+and the README point to (``companion.book.record_chapter_time``; ``--no-record`` skips it).
 """
 
 from __future__ import annotations
@@ -56,9 +60,26 @@ def execute(path: Path, timeout: int = 1800) -> float:
     return time.perf_counter() - start
 
 
+def record(path: Path, seconds: float) -> str:
+    """Store ``seconds`` for ``path`` in the book's record of chapter times; say what was stored."""
+    import torch
+
+    from companion.book import record_chapter_time
+    from companion.env import pick_device
+
+    device = pick_device()
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    try:
+        entry = record_chapter_time(path, seconds, device=device.type, gpu=gpu)
+    except ValueError as error:
+        return f"not recorded ({error})"
+    return f"recorded on {device.type}: {entry['cpu']}, {entry['cores']} cores"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--from-percent", type=Path, help="build the (single) notebook from this script first")
+    parser.add_argument("--no-record", action="store_true", help="do not store the times in book/chapter_times.json")
     parser.add_argument("notebooks", nargs="+", type=Path)
     args = parser.parse_args()
     if args.from_percent:
@@ -66,7 +87,9 @@ def main() -> None:
             sys.exit("--from-percent builds exactly one notebook")
         nbformat.write(from_percent(args.from_percent.read_text(encoding="utf-8")), args.notebooks[0])
     for path in args.notebooks:
-        print(f"{path}: executed in {execute(path):.0f} s", flush=True)
+        seconds = execute(path)
+        stored = "" if args.no_record else f"; {record(path, seconds)}"
+        print(f"{path}: executed in {seconds:.0f} s{stored}", flush=True)
 
 
 if __name__ == "__main__":
