@@ -8,6 +8,7 @@ One small module per idea, in the order the book meets them:
 - :mod:`companion.attention` -- scaled dot-product and multi-head self-attention, masks;
 - :mod:`companion.encoder` -- positions, layer normalization, a BERT encoder from scratch;
 - :mod:`companion.widgets` -- attention maps and the interactive attention explorer;
+- :mod:`companion.diagrams` -- drawn diagrams: encoder block, pooling, heads, padding;
 - :mod:`companion.batching` -- tokenization, dynamic padding, length-grouped batches;
 - :mod:`companion.training` -- optimiser, schedule, ``train_epoch``, ``evaluate``, ``fit``;
 - :mod:`companion.questions` -- the TREC question-classification data, offline, stratified;
