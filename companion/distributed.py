@@ -7,25 +7,47 @@ its shard of every data loader, averages gradients, and gathers predictions back
 module holds the few helpers the book's loop needs around it: an :class:`~accelerate.Accelerator`
 configured from the book's precision names, data loaders whose length-grouped batches
 shard without losses, saving from the main process only, the launch command, and the
-arithmetic of the effective batch size. :func:`companion.training.fit` takes the
-accelerator as an argument. Used in ``book/scaling_out.ipynb`` and
+arithmetic of the effective batch size; and the loop itself under an accelerator:
+:func:`train_epoch`, :func:`predict`, :func:`evaluate` and :func:`fit`, the plain loop
+of :mod:`companion.training` with the few lines Accelerate changes (``accelerator.backward``,
+``no_sync`` while gradients accumulate, ``clip_grad_norm_`` and ``gather_for_metrics``
+through the accelerator). Used in ``book/scaling_out.ipynb`` and
 ``book/scripts/finetune.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader
+from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from companion.models import save_model
+from companion.training import (
+    FitResult,
+    Metrics,
+    batch_groups,
+    check_batch,
+    check_fit_arguments,
+    check_loss,
+    check_not_empty,
+    make_optimizer,
+    make_scheduler,
+    metrics_from_logits,
+    num_labels_of,
+    resolve_precision,
+    set_epoch,
+    train_with_early_stopping,
+)
 
 __all__ = [
     "make_accelerator",
@@ -40,13 +62,15 @@ __all__ = [
     "launch_env",
     "effective_batch_size",
     "scaled_learning_rate",
+    "train_epoch",
+    "predict",
+    "evaluate",
+    "fit",
 ]
 
 
 def _mixed_precision(precision: str, cpu: bool) -> str | None:
     """Accelerate's name ("no", "bf16", "fp16") for one of the book's precision names."""
-    from companion.training import resolve_precision
-
     if precision == "auto" and os.environ.get("ACCELERATE_MIXED_PRECISION", "no") != "no":
         return None  # `accelerate launch --mixed_precision bf16` or a config file decided
     if cpu or not torch.cuda.is_available():
@@ -287,3 +311,116 @@ def scaled_learning_rate(lr: float, batch_size: int, new_batch_size: int, rule: 
     if rule not in factors:
         raise ValueError(f"rule must be 'linear', 'sqrt' or 'none', got {rule!r}")
     return lr * factors[rule]
+
+
+def train_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    accelerator: Accelerator,
+    max_grad_norm: float | None = 1.0,
+    progress: bool = True,
+    desc: str = "train",
+    accumulation_steps: int = 1,
+) -> list[float]:
+    """:func:`companion.training.train_epoch` through ``accelerator``; each loss is the mean over processes.
+
+    ``model``, ``optimizer``, ``loader`` and ``scheduler`` come from ``accelerator.prepare``.
+    What differs from the plain loop: the backward pass and the clipping go through the
+    accelerator (which applies its mixed precision), gradients are averaged across the
+    processes once per update (``no_sync`` before the last batch of an accumulation
+    group), and only the main process shows a progress bar.
+    """
+    num_labels = num_labels_of(unwrap(model, accelerator))
+    model.train()
+    losses = []
+    batches = tqdm(loader, desc=desc, disable=not (progress and accelerator.is_main_process), leave=False)
+    for group in batch_groups(batches, accumulation_steps):
+        optimizer.zero_grad(set_to_none=True)
+        for i, batch in enumerate(group):
+            check_batch(batch, num_labels)
+            last = i == len(group) - 1
+            with contextlib.nullcontext() if last else accelerator.no_sync(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss / len(group))
+            losses.append(check_loss(accelerator.reduce(loss.detach(), "mean"), len(losses) + 1, optimizer))
+        if max_grad_norm:
+            accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+    if not losses:
+        raise ValueError("the training loader produced no batches (empty data)")
+    return losses
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: DataLoader, accelerator: Accelerator) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`companion.training.predict` with the processes sharing the work.
+
+    Each process predicts its shard of ``loader`` (prepared here if it is not yet) and
+    ``gather_for_metrics`` brings all of them back to every process in the loader's
+    order, without the examples repeated to even out the last batches.
+    """
+    loader = prepared_loader(accelerator, loader)
+    model.to(accelerator.device).eval()
+    logits, labels = [], []
+    for batch in loader:
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        out, batch_labels = accelerator.gather_for_metrics((model(**inputs).logits, batch["labels"]))
+        logits.append(out.float().cpu())
+        labels.append(batch_labels.cpu())
+    if not logits:
+        raise ValueError("the evaluation loader produced no batches (empty data)")
+    return torch.cat(logits).numpy(), torch.cat(labels).numpy()
+
+
+def evaluate(model: nn.Module, loader: DataLoader, accelerator: Accelerator) -> Metrics:
+    """:func:`companion.training.evaluate` with the processes sharing the work; every process gets the metrics."""
+    return metrics_from_logits(*predict(model, loader, accelerator))
+
+
+def fit(
+    model: nn.Module,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    accelerator: Accelerator,
+    epochs: int = 3,
+    lr: float = 5e-5,
+    weight_decay: float = 0.01,
+    warmup_ratio: float = 0.1,
+    max_grad_norm: float | None = 1.0,
+    patience: int = 1,
+    metric: str = "accuracy",
+    progress: bool = True,
+    accumulation_steps: int = 1,
+) -> FitResult:
+    """:func:`companion.training.fit` under ``accelerator`` (:func:`make_accelerator`): one process or many.
+
+    Model, optimiser, both loaders and the schedule go through ``accelerator.prepare``;
+    the accelerator's mixed precision applies. Each process trains on its shard of the
+    batches; the schedule is defined over the batches of ``train_loader`` as given, and
+    Accelerate advances it by one step per process at every update, so that it ends with
+    the last update. Validation metrics are gathered from all processes, so every
+    process takes the same early-stopping decision. The ``model`` passed in is trained
+    in place and holds the best epoch's weights at the end.
+    """
+    check_fit_arguments(epochs, metric, patience, accumulation_steps)
+    batches = check_not_empty(train_loader, "training")
+    check_not_empty(val_loader, "validation")
+    optimizer = make_optimizer(model, lr, weight_decay)
+    scheduler = make_scheduler(optimizer, epochs * -(-batches // accumulation_steps), warmup_ratio)
+    wrapped, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
+        model, optimizer, shardable(train_loader), shardable(val_loader), scheduler
+    )
+
+    def train_one_epoch(epoch: int) -> list[float]:
+        set_epoch(train_loader, epoch)
+        return train_epoch(wrapped, train_loader, optimizer, scheduler, accelerator, max_grad_norm, progress,
+                           f"epoch {epoch}", accumulation_steps)  # fmt: skip
+
+    return train_with_early_stopping(
+        unwrap(wrapped, accelerator), train_one_epoch, lambda: evaluate(wrapped, val_loader, accelerator), epochs,
+        patience, metric, accumulation_steps,
+    )  # fmt: skip

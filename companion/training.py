@@ -5,21 +5,23 @@ from ``torch.optim`` (``transformers.AdamW`` was removed) with no weight decay o
 and LayerNorm weights, the learning rate warms up then decays linearly, gradients are
 clipped, the validation set chooses the epoch (early stopping keeps the best weights),
 and ``evaluate`` takes the argmax over the **last** dimension — one label per sentence,
-not per token. Used in ``book/walkthrough.ipynb``.
+not per token. ``book/walkthrough.ipynb`` writes the loop out on the page and checks it
+against :func:`train_epoch`.
 
-Every loop function takes an optional ``accelerator`` (an ``accelerate.Accelerator``,
-see :mod:`companion.distributed`): the same code then runs in several processes under
-``accelerate launch`` (``book/scaling_out.ipynb``). Without one, nothing changes.
+This is the plain, single-process loop. Several processes or GPUs (Hugging Face
+Accelerate) are :mod:`companion.distributed`'s business: it reuses the pieces below
+(:func:`check_batch`, :func:`check_loss`, :func:`metrics_from_logits`,
+:func:`train_with_early_stopping`) rather than threading an accelerator through them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,21 +31,28 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-if TYPE_CHECKING:  # accelerate is imported only when an accelerator is passed
-    from accelerate import Accelerator
-
 __all__ = [
     "decay_parameter_groups",
     "make_optimizer",
     "make_scheduler",
     "cpu_has_fast_bf16",
     "resolve_precision",
+    "DivergedError",
     "check_labels",
+    "check_batch",
+    "check_loss",
+    "check_fit_arguments",
+    "check_not_empty",
+    "num_labels_of",
+    "batch_groups",
+    "set_epoch",
     "train_epoch",
     "predict",
     "Metrics",
+    "metrics_from_logits",
     "evaluate",
     "FitResult",
+    "train_with_early_stopping",
     "fit",
 ]
 
@@ -76,8 +85,8 @@ def make_optimizer(
     this took an AdamW step of the 22.7M-parameter MiniLM classifier from about 110 ms to
     about 22 ms (see ``book/speed.ipynb``). Pass ``fused=False`` for the default kernel.
     """
-    if lr <= 0:
-        raise ValueError(f"learning rate must be positive, got {lr}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"the learning rate must be a positive, finite number, got {lr}")
     groups = decay_parameter_groups(model, weight_decay)
     if fused is None:
         params = [p for group in groups for p in group["params"]]
@@ -134,20 +143,62 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abs
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def check_labels(labels: Iterable[int] | torch.Tensor, num_labels: int) -> None:
-    """Raise a clear ``ValueError`` if any label is outside ``0 .. num_labels - 1``.
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss: the weights are no longer usable.
 
-    On a GPU an out-of-range label otherwise surfaces as an opaque device-side assert.
+    ``step`` is the batch (counted from 1 within the epoch) whose loss was not finite.
+    """
+
+    def __init__(self, message: str, step: int | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+def check_labels(labels: Iterable[int] | torch.Tensor, num_labels: int) -> None:
+    """Raise a clear ``ValueError`` unless every label is an integer in ``0 .. num_labels - 1``.
+
+    On a GPU an out-of-range label otherwise surfaces as an opaque device-side assert;
+    float labels (``1.0``) would make ``transformers`` switch the model to multi-label
+    classification, for good.
     """
     values = torch.as_tensor(labels if isinstance(labels, torch.Tensor) else list(labels))
     if values.numel() == 0:
         raise ValueError("no labels to check (empty data)")
+    if values.is_floating_point() or values.is_complex() or values.dtype == torch.bool:
+        raise ValueError(
+            f"labels must be integer class ids, got {values.dtype} values such as {values.flatten()[0].item()!r}; "
+            "convert them with int() (or cast the column to int64)"
+        )
     low, high = int(values.min()), int(values.max())
     if low < 0 or high >= num_labels:
         raise ValueError(f"labels must be in 0..{num_labels - 1} for a {num_labels}-class head; found {low}..{high}")
 
 
-def _num_labels(model: nn.Module) -> int:
+def check_batch(batch: dict, num_labels: int) -> None:
+    """Raise a clear ``ValueError`` for a batch without ``labels`` or with labels the head cannot take.
+
+    Called on every training batch before the forward pass, so that nothing runs, and
+    nothing in the model changes, on bad data.
+    """
+    if "labels" not in batch:
+        raise ValueError(
+            f"the batch has no 'labels' (it has {sorted(batch)}); tokenize the data with "
+            "companion.batching.tokenize_dataset, which keeps the label column as 'labels'"
+        )
+    check_labels(batch["labels"], num_labels)
+
+
+def check_loss(loss: torch.Tensor, step: int, optimizer: torch.optim.Optimizer | None = None) -> float:
+    """The loss as a float; :class:`DivergedError` at step ``step`` if it is NaN or infinite."""
+    value = loss.item()
+    if not math.isfinite(value):
+        lr = "" if optimizer is None else f" (it was {optimizer.param_groups[0].get('initial_lr', 'unknown')})"
+        raise DivergedError(f"training diverged at step {step}: the loss is {value}; lower the learning rate{lr}", step)
+    return value
+
+
+def num_labels_of(model: nn.Module) -> int:
+    """The number of classes of a classifier (``config.num_labels``; 2 when it has no config)."""
     return int(getattr(getattr(model, "config", None), "num_labels", 0)) or 2
 
 
@@ -155,92 +206,10 @@ def _to(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def train_epoch(
-    model: nn.Module,
-    loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype | None = None,
-    max_grad_norm: float | None = 1.0,
-    progress: bool = True,
-    desc: str = "train",
-    accumulation_steps: int = 1,
-    accelerator: Accelerator | None = None,
-) -> list[float]:
-    """One pass over ``loader``: forward, loss, backward, clip, step. Returns each batch's loss.
-
-    With ``accumulation_steps`` = k > 1 the gradients of k consecutive batches are added up
-    (each loss divided by k) before one optimiser and scheduler step, so the update is that
-    of a k times larger batch while memory holds only one batch; a last, shorter group at
-    the end of the loader still gets its step. Labels are checked against the model's
-    number of classes before every batch.
-
-    With an ``accelerator``, ``model``, ``optimizer``, ``loader`` and ``scheduler`` come from
-    ``accelerator.prepare`` and ``device`` is ignored: the backward pass and the clipping go
-    through the accelerator, its mixed precision replaces ``dtype`` (which must stay
-    ``None``), gradients are averaged across processes once per update (not after every
-    accumulated batch), each returned loss is the mean over the processes, and only the
-    main process shows a progress bar.
-    """
-    if accumulation_steps < 1:
-        raise ValueError(f"accumulation_steps must be at least 1, got {accumulation_steps}")
-    if accelerator is not None:
-        if dtype is not None:
-            raise ValueError("with an accelerator, choose the precision on it (make_accelerator), not with dtype")
-        device = accelerator.device
-        progress = progress and accelerator.is_main_process
-    device = torch.device(device)
-    model.train()
-    num_labels = _num_labels(getattr(model, "module", model))
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    losses = []
-    batches = tqdm(loader, desc=desc, disable=not progress, leave=False)
-    for group in _groups(batches, accumulation_steps):
-        optimizer.zero_grad(set_to_none=True)
-        for i, batch in enumerate(group):
-            check_labels(batch["labels"], num_labels)
-            batch = _to(batch, device)
-            if accelerator is not None:
-                losses.append(_accelerated_backward(accelerator, model, batch, len(group), i == len(group) - 1))
-                continue
-            with _autocast(device, dtype):
-                loss = model(**batch).loss
-            scaled = loss / len(group) if len(group) > 1 else loss
-            (scaler.scale(scaled) if scaler is not None else scaled).backward()
-            losses.append(loss.item())
-        if scaler is not None:
-            scaler.unscale_(optimizer)
-        if max_grad_norm and accelerator is not None:
-            accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-        elif max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-    if not losses:
-        raise ValueError("the training loader produced no batches (empty data)")
-    return losses
-
-
-def _accelerated_backward(accelerator: Accelerator, model: nn.Module, batch: dict, group: int, last: bool) -> float:
-    """Forward and backward of one batch through ``accelerator``; the loss averaged over processes.
-
-    Gradients are synchronised across processes only on the ``last`` batch of an
-    accumulation group; before it, ``no_sync`` lets each process add up its own.
-    """
-    with contextlib.nullcontext() if last else accelerator.no_sync(model):
-        loss = model(**batch).loss
-        accelerator.backward(loss / group if group > 1 else loss)
-    return accelerator.reduce(loss.detach(), "mean").item()
-
-
-def _groups(batches: Iterable[dict], size: int) -> Iterator[list[dict]]:
-    """Consecutive lists of ``size`` batches (the last may be shorter)."""
+def batch_groups(batches: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    """Consecutive lists of ``size`` batches (the last may be shorter): one list per optimiser update."""
+    if size < 1:
+        raise ValueError(f"accumulation_steps must be at least 1, got {size}")
     group = []
     for batch in batches:
         group.append(batch)
@@ -251,36 +220,70 @@ def _groups(batches: Iterable[dict], size: int) -> Iterator[list[dict]]:
         yield group
 
 
-@torch.no_grad()
-def predict(
+def train_epoch(
     model: nn.Module,
-    loader: DataLoader,
+    loader: Iterable[dict],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     device: torch.device | str = "cpu",
     dtype: torch.dtype | None = None,
-    accelerator: Accelerator | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Logits ``[N, num_labels]`` (float32) and labels ``[N]`` for every example of ``loader``.
+    max_grad_norm: float | None = 1.0,
+    progress: bool = True,
+    desc: str = "train",
+    accumulation_steps: int = 1,
+) -> list[float]:
+    """One pass over ``loader``: forward, loss, backward, clip, step, schedule. Returns each batch's loss.
 
-    With an ``accelerator``, each process predicts its shard of ``loader`` (prepared here
-    if it is not yet) and ``gather_for_metrics`` brings all of them back to every process
-    in the loader's order, without the examples repeated to even out the last batches.
+    ``dtype`` is the autocast dtype (``None``: fp32; fp16 adds a gradient scaler). With
+    ``accumulation_steps`` = k > 1 the gradients of k consecutive batches are added up
+    (each loss divided by k) before one update, the update of a k times larger batch. A
+    batch's labels are checked before its forward pass, and a non-finite loss stops the
+    run with :class:`DivergedError`.
     """
-    if accelerator is not None:
-        from companion.distributed import prepared_loader
+    device, num_labels = torch.device(device), num_labels_of(model)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    model.train()
+    losses = []
+    for group in batch_groups(tqdm(loader, desc=desc, disable=not progress, leave=False), accumulation_steps):
+        optimizer.zero_grad(set_to_none=True)
+        for batch in group:
+            check_batch(batch, num_labels)
+            with _autocast(device, dtype):
+                loss = model(**_to(batch, device)).loss
+            losses.append(check_loss(loss, len(losses) + 1, optimizer))
+            loss = loss / len(group)
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        if max_grad_norm:
+            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
+        if scheduler is not None:
+            scheduler.step()
+    if not losses:
+        raise ValueError("the training loader produced no batches (empty data)")
+    return losses
 
-        loader, device = prepared_loader(accelerator, loader), accelerator.device
-        model.to(device)
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, loader: Iterable[dict], device: torch.device | str = "cpu", dtype: torch.dtype | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits ``[N, num_labels]`` (float32) and labels ``[N]`` for every example of ``loader``."""
     device = torch.device(device)
     model.eval()
     logits, labels = [], []
     for batch in loader:
-        batch_labels = batch.pop("labels")
+        if "labels" not in batch:
+            raise ValueError(f"the batch has no 'labels' (it has {sorted(batch)}); evaluation needs them")
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
         with _autocast(device, dtype):
-            out = model(**_to(batch, device)).logits
-        if accelerator is not None:
-            out, batch_labels = accelerator.gather_for_metrics((out, batch_labels.to(device)))
-        labels.append(batch_labels.cpu())
-        logits.append(out.float().cpu())
+            logits.append(model(**_to(inputs, device)).logits.float().cpu())
+        labels.append(batch["labels"].cpu())
     if not logits:
         raise ValueError("the evaluation loader produced no batches (empty data)")
     return torch.cat(logits).numpy(), torch.cat(labels).numpy()
@@ -304,21 +307,11 @@ class Metrics:
         return {k: v for k, v in asdict(self).items() if isinstance(v, float)}
 
 
-def evaluate(
-    model: nn.Module,
-    loader: DataLoader,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype | None = None,
-    accelerator: Accelerator | None = None,
-) -> Metrics:
-    """Loss, accuracy, precision, recall, F1 and confusion matrix on ``loader``.
+def metrics_from_logits(logits: np.ndarray, labels: np.ndarray) -> Metrics:
+    """Loss, accuracy, precision, recall, F1 and confusion matrix from logits ``[N, C]`` and labels ``[N]``.
 
-    Sequence-classification logits are ``[batch, num_labels]``, so the predicted class is
-    the argmax over the last dimension: one label per sentence. With an ``accelerator``
-    the processes share the work and every process gets the metrics of the whole loader
-    (see :func:`predict`).
+    The predicted class is the argmax over the last dimension: one label per sentence.
     """
-    logits, labels = predict(model, loader, device, dtype, accelerator)
     num_labels = logits.shape[-1]
     check_labels(labels, num_labels)
     log_probs = torch.log_softmax(torch.from_numpy(logits), dim=-1)
@@ -338,6 +331,17 @@ def evaluate(
     )
 
 
+def evaluate(
+    model: nn.Module, loader: Iterable[dict], device: torch.device | str = "cpu", dtype: torch.dtype | None = None
+) -> Metrics:
+    """Loss, accuracy, precision, recall, F1 and confusion matrix of ``model`` on ``loader``.
+
+    Sequence-classification logits are ``[batch, num_labels]``, so the predicted class is
+    the argmax over the last dimension: one label per sentence.
+    """
+    return metrics_from_logits(*predict(model, loader, device, dtype))
+
+
 @dataclass
 class FitResult:
     """What :func:`fit` measured: per-epoch history, per-step losses, the best epoch."""
@@ -348,8 +352,88 @@ class FitResult:
     best_score: float
     seconds: float
     stopped_early: bool
-    train_seconds: float = 0.0  #: time spent in :func:`train_epoch` (no validation)
-    updates: int = 0  #: optimiser updates taken (by each process, under an accelerator)
+    train_seconds: float = 0.0  #: time spent training (no validation)
+    updates: int = 0  #: optimiser updates taken (by each process, under several processes)
+
+
+def check_fit_arguments(epochs: int, metric: str, patience: int, accumulation_steps: int) -> None:
+    """A clear ``ValueError`` for an argument of :func:`fit` out of range."""
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    if metric not in ("accuracy", "f1", "loss"):
+        raise ValueError(f"metric must be 'accuracy', 'f1' or 'loss', got {metric!r}")
+    if patience < 1:
+        raise ValueError(f"patience must be at least 1, got {patience}")
+    if accumulation_steps < 1:
+        raise ValueError(f"accumulation_steps must be at least 1, got {accumulation_steps}")
+
+
+def check_not_empty(loader: Iterable, name: str) -> int:
+    """``len(loader)``; a clear error before any training when it is 0."""
+    try:
+        size = len(loader)
+    except TypeError:
+        raise ValueError(f"the {name} loader has no length; build it with companion.batching.make_loader") from None
+    if size == 0:
+        raise ValueError(f"the {name} loader is empty (0 batches): check the data it was built from")
+    return size
+
+
+def train_with_early_stopping(
+    model: nn.Module,
+    train_one_epoch: Callable[[int], list[float]],
+    validate: Callable[[], Metrics],
+    epochs: int,
+    patience: int = 1,
+    metric: str = "accuracy",
+    accumulation_steps: int = 1,
+) -> FitResult:
+    """Train epoch after epoch, validate after each, stop when ``metric`` stalls; restore the best weights.
+
+    ``train_one_epoch(epoch)`` trains one epoch and returns its batch losses;
+    ``validate()`` evaluates ``model`` (the plain module, whose weights are saved and
+    restored). The loop stops when the validation ``metric`` has not improved for
+    ``patience`` epochs, and a non-finite validation loss raises :class:`DivergedError`.
+    Shared by :func:`fit` and :func:`companion.distributed.fit`.
+    """
+    check_fit_arguments(epochs, metric, patience, accumulation_steps)
+    sign = -1.0 if metric == "loss" else 1.0
+    best_score, best_epoch, best_state, waited = -float("inf"), 0, None, 0
+    history, step_losses = [], []
+    train_seconds, updates = 0.0, 0
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        epoch_start = time.perf_counter()
+        losses = train_one_epoch(epoch)
+        train_seconds += time.perf_counter() - epoch_start
+        updates += -(-len(losses) // accumulation_steps)
+        step_losses.extend(losses)
+        val = validate()
+        if not math.isfinite(val.loss):
+            raise DivergedError(f"training diverged: the validation loss is {val.loss} after epoch {epoch}; "
+                                "lower the learning rate")
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses))}
+        row.update({f"val_{k}": v for k, v in val.as_dict().items()})
+        history.append({**row, "seconds": time.perf_counter() - start})
+        score = sign * getattr(val, metric)
+        if score > best_score:
+            best_score, best_epoch, waited = score, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            waited += 1
+            if waited >= patience:
+                break
+    model.load_state_dict(best_state)
+    return FitResult(
+        history=history,
+        step_losses=step_losses,
+        best_epoch=best_epoch,
+        best_score=sign * best_score,
+        seconds=time.perf_counter() - start,
+        stopped_early=len(history) < epochs,
+        train_seconds=train_seconds,
+        updates=updates,
+    )
 
 
 def fit(
@@ -367,94 +451,40 @@ def fit(
     precision: str = "auto",
     progress: bool = True,
     accumulation_steps: int = 1,
-    accelerator: Accelerator | None = None,
 ) -> FitResult:
     """Fine-tune with AdamW and a linear schedule, validating after every epoch.
 
     Stops when the validation ``metric`` has not improved for ``patience`` epochs and
     restores the weights of the best epoch, so the returned model is the one the
-    validation set chose. Labels are checked by :func:`train_epoch` before every step,
-    so a bad label stops the run before the first update. ``accumulation_steps`` adds up
-    the gradients of that many batches per update (see :func:`train_epoch`); the schedule
-    counts updates, not batches.
-
-    With an ``accelerator`` (:func:`companion.distributed.make_accelerator`), model,
-    optimiser, both loaders and the schedule go through ``accelerator.prepare``; its mixed
-    precision applies (leave ``precision`` at "auto") and ``device`` is ignored. Each
-    process then trains on its shard of the batches; the schedule is defined over the
-    batches of ``train_loader`` as given, and Accelerate advances it by one step per
-    process at every update, so that it ends with the last update. Validation metrics
-    are gathered from all processes, so every process takes the same early-stopping
-    decision. The ``model`` passed in is trained in place, as without an accelerator.
+    validation set chose. Empty loaders and bad arguments are refused before any work;
+    every batch's labels are checked before its forward pass, and a non-finite loss stops
+    the run with :class:`DivergedError`. ``accumulation_steps`` adds up the gradients of
+    that many batches per update (see :func:`train_epoch`); the schedule counts updates.
+    For several processes or GPUs, see :func:`companion.distributed.fit`.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
-    if metric not in ("accuracy", "f1", "loss"):
-        raise ValueError(f"metric must be 'accuracy', 'f1' or 'loss', got {metric!r}")
-    if accelerator is None:
-        device = torch.device(device)
-        dtype = resolve_precision(device, precision)
-        model.to(device)
-    elif precision != "auto":
-        raise ValueError("with an accelerator, choose the precision on it (make_accelerator), not with precision")
-    else:
-        device, dtype = accelerator.device, None
-    plain = model
+    check_fit_arguments(epochs, metric, patience, accumulation_steps)
+    batches = check_not_empty(train_loader, "training")
+    check_not_empty(val_loader, "validation")
+    device = torch.device(device)
+    dtype = resolve_precision(device, precision)
+    model.to(device)
     optimizer = make_optimizer(model, lr, weight_decay)
-    if accumulation_steps < 1:
-        raise ValueError(f"accumulation_steps must be at least 1, got {accumulation_steps}")
-    updates_per_epoch = -(-len(train_loader) // accumulation_steps)
-    scheduler = make_scheduler(optimizer, epochs * updates_per_epoch, warmup_ratio)
-    if accelerator is not None:
-        from companion.distributed import shardable
+    scheduler = make_scheduler(optimizer, epochs * -(-batches // accumulation_steps), warmup_ratio)
 
-        model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
-            model, optimizer, shardable(train_loader), shardable(val_loader), scheduler
-        )
-        plain = accelerator.unwrap_model(model)
-    sign = -1.0 if metric == "loss" else 1.0
-    best_score, best_epoch, best_state, waited = -float("inf"), 0, None, 0
-    history, step_losses = [], []
-    train_seconds, updates = 0.0, 0
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        _set_epoch(train_loader, epoch)
-        epoch_start = time.perf_counter()
-        losses = train_epoch(
-            model, train_loader, optimizer, scheduler, device, dtype, max_grad_norm, progress, f"epoch {epoch}",
-            accumulation_steps, accelerator,
-        )
-        train_seconds += time.perf_counter() - epoch_start
-        updates += -(-len(losses) // accumulation_steps)
-        step_losses.extend(losses)
-        val = evaluate(model, val_loader, device, dtype, accelerator)
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses))}
-        row.update({f"val_{k}": v for k, v in val.as_dict().items()})
-        history.append({**row, "seconds": time.perf_counter() - start})
-        score = sign * getattr(val, metric)
-        if score > best_score:
-            best_score, best_epoch, waited = score, epoch, 0
-            best_state = copy.deepcopy(plain.state_dict())
-        else:
-            waited += 1
-            if waited >= patience:
-                break
-    plain.load_state_dict(best_state)
-    return FitResult(
-        history=history,
-        step_losses=step_losses,
-        best_epoch=best_epoch,
-        best_score=sign * best_score,
-        seconds=time.perf_counter() - start,
-        stopped_early=len(history) < epochs,
-        train_seconds=train_seconds,
-        updates=updates,
-    )
+    def train_one_epoch(epoch: int) -> list[float]:
+        set_epoch(train_loader, epoch)
+        return train_epoch(model, train_loader, optimizer, scheduler, device, dtype, max_grad_norm, progress,
+                           f"epoch {epoch}", accumulation_steps)  # fmt: skip
+
+    return train_with_early_stopping(
+        model, train_one_epoch, lambda: evaluate(model, val_loader, device, dtype), epochs, patience, metric,
+        accumulation_steps,
+    )  # fmt: skip
 
 
-def _set_epoch(loader: DataLoader, epoch: int) -> None:
-    """Tell the loader's batch sampler, through any wrapper Accelerate put around it, which epoch starts."""
-    if hasattr(loader, "set_epoch"):  # accelerate's DataLoaderShard (and its seeded shufflers)
+def set_epoch(loader: Iterable, epoch: int) -> None:
+    """Tell the loader's batch sampler (through any wrapper around it) which epoch starts, for its shuffling."""
+    if hasattr(loader, "set_epoch"):  # e.g. accelerate's DataLoaderShard
         loader.set_epoch(epoch)
     sampler = getattr(loader, "batch_sampler", None)
     while sampler is not None:

@@ -32,6 +32,9 @@ from companion.distributed import (
     shardable,
     write_accelerate_config,
 )
+from companion.distributed import (
+    fit as fit_accelerated,
+)
 from companion.finetune import METRICS_FILE, build_parser, run_program
 from companion.models import load_saved, save_model
 from companion.training import cpu_has_fast_bf16, evaluate, fit
@@ -119,8 +122,11 @@ def test_one_process_accelerator_trains_exactly_like_the_plain_loop(tokenizer, a
         model = without_dropout(tiny_model())
         train = make_loader(toy_data(100), tokenizer, batch_size=16, group_by_length=True)
         val = make_loader(toy_data(50, seed=1), tokenizer, batch_size=16)
-        result = fit(model, train, val, epochs=2, lr=1e-3, patience=5, progress=False, accumulation_steps=2,
-                     accelerator=acc)
+        settings = dict(epochs=2, lr=1e-3, patience=5, progress=False, accumulation_steps=2)
+        if acc is None:
+            result = fit(model, train, val, precision="fp32", **settings)
+        else:
+            result = fit_accelerated(model, train, val, acc, **settings)
         runs.append((model, result))
     (plain, first), (accelerated, second) = runs
     assert first.step_losses == second.step_losses and first.updates == second.updates == 8
@@ -130,11 +136,17 @@ def test_one_process_accelerator_trains_exactly_like_the_plain_loop(tokenizer, a
     assert second.train_seconds > 0
 
 
-def test_accelerator_owns_the_precision(tokenizer, accelerator) -> None:
+def test_the_plain_loop_does_not_import_the_distributed_one() -> None:
+    code = "import sys, companion.training; print('companion.distributed' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_accelerated_fit_refuses_empty_loaders_before_preparing(tokenizer, accelerator) -> None:
     loader = make_loader(toy_data(16), tokenizer, batch_size=8)
-    with pytest.raises(ValueError, match="precision"):
-        fit(tiny_model(), loader, loader, epochs=1, precision="bf16", accelerator=accelerator, progress=False)
-    assert accelerator.mixed_precision == "no"
+    empty = torch.utils.data.DataLoader([], batch_size=8)
+    with pytest.raises(ValueError, match="validation loader is empty"):
+        fit_accelerated(tiny_model(), loader, empty, accelerator, epochs=1, progress=False)
 
 
 def test_auto_precision_defers_to_the_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -174,7 +186,7 @@ def test_two_cpu_processes_train_save_once_and_evaluate_like_one(tmp_path: Path,
     output = tmp_path / "run"
     # 75 test snippets make one batch of 128: each process gets a batch, made up with repeats that must be dropped
     args = ["--checkpoint", str(checkpoint), "--train-size", "200", "--eval-size", "75", "--epochs", "2",
-            "--batch-size", "8", "--lr", "1e-3", "--output", str(output), "--no-progress"]
+            "--batch-size", "8", "--lr", "1e-3", "--output", str(output), "--no-progress", "--precision", "fp32"]
     done = subprocess.run(launch_command(SCRIPT, args, num_processes=2), env=launch_env(1), capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
