@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -99,11 +100,28 @@ def checkpoint_path(name: str = DEFAULT_CHECKPOINT) -> str:
     return name
 
 
+#: Files of which a model folder's tokenizer needs at least one (the vocabulary).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model")
+
+
+def _corrupt_weights(path: str, error: Exception) -> ModelError:
+    """The error for weights that cannot be read: name the files and say what to do."""
+    files = sorted(Path(path).glob("*.safetensors")) if Path(path).is_dir() else []
+    named = ", ".join(str(f) for f in files) or f"the weights of {path}"
+    return ModelError(
+        f"{named} cannot be read ({str(error).splitlines()[0]}): the file is truncated or corrupt "
+        "(an interrupted save or copy?); save or copy the model again"
+    )
+
+
 def _from_pretrained(loader, name: str, **kwargs):
-    """Call ``loader.from_pretrained`` with a clear error for unknown or offline names."""
+    """Call ``loader.from_pretrained`` with a clear error for unknown or offline names and broken files."""
     path = checkpoint_path(name)
     try:
         return loader.from_pretrained(path, **kwargs)
+    except SafetensorError as error:
+        raise _corrupt_weights(path, error) from None
     except (OSError, ValueError) as error:
         where = "a local folder" if Path(path).exists() else "the Hugging Face hub (offline here?)"
         raise ModelError(
@@ -112,9 +130,30 @@ def _from_pretrained(loader, name: str, **kwargs):
         ) from None
 
 
+def _check_tokenizer(tokenizer: PreTrainedTokenizerBase, path: str) -> PreTrainedTokenizerBase:
+    """Refuse a local folder's tokenizer whose vocabulary does not fit the model's (missing tokenizer files)."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return tokenizer  # a hub name: its repository ships its tokenizer
+    vocab_size = getattr(AutoConfig.from_pretrained(path), "vocab_size", None)
+    if vocab_size and len(tokenizer) < 0.9 * vocab_size:
+        present = [f for f in TOKENIZER_FILES if (Path(path) / f).is_file()]
+        why = f"holds {', '.join(present)}" if present else f"holds no tokenizer files ({TOKENIZER_FILES[0]}, ...)"
+        raise ModelError(
+            f"{path} {why}, so its tokenizer knows {len(tokenizer):,} tokens where the model has {vocab_size:,} "
+            "(almost every word would be [UNK]); copy the tokenizer files of the checkpoint the model comes "
+            "from into that folder (save_model writes them)"
+        )
+    return tokenizer
+
+
 def load_tokenizer(name: str = DEFAULT_CHECKPOINT) -> PreTrainedTokenizerBase:
-    """The checkpoint's tokenizer (a fast WordPiece tokenizer for the default)."""
-    return _from_pretrained(AutoTokenizer, name)
+    """The checkpoint's tokenizer (a fast WordPiece tokenizer for the default).
+
+    A local folder must hold the tokenizer files that match its model (see
+    :data:`TOKENIZER_FILES`); otherwise a :class:`ModelError` names the folder.
+    """
+    return _check_tokenizer(_from_pretrained(AutoTokenizer, name), checkpoint_path(name))
 
 
 def load_encoder(name: str = DEFAULT_CHECKPOINT, **kwargs) -> PreTrainedModel:
@@ -222,11 +261,15 @@ def load_saved(
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise ModelError(f"{folder} holds no saved model (config.json is missing)")
-    config = AutoConfig.from_pretrained(folder)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        folder, config=config, use_safetensors=True, trust_remote_code=False
-    )
-    return model.to(device).eval(), AutoTokenizer.from_pretrained(folder)
+    if not any(folder.glob("*.safetensors")):
+        raise ModelError(
+            f"{folder} holds config.json but no weights (model.safetensors is missing; an interrupted save?); "
+            "save the model again with save_model"
+        )
+    tokenizer = _check_tokenizer(_from_pretrained(AutoTokenizer, str(folder)), str(folder))
+    model = _from_pretrained(AutoModelForSequenceClassification, str(folder), use_safetensors=True,
+                             trust_remote_code=False)
+    return model.to(device).eval(), tokenizer
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
