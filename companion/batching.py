@@ -9,6 +9,7 @@ padding is left at all. Used in ``book/walkthrough.ipynb``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -17,7 +18,35 @@ from datasets import Dataset
 from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
-__all__ = ["tokenize_dataset", "LengthGroupedBatchSampler", "make_loader", "padding_stats"]
+__all__ = [
+    "tokenize_dataset",
+    "UnknownTokensWarning",
+    "unknown_token_share",
+    "LengthGroupedBatchSampler",
+    "make_loader",
+    "padding_stats",
+]
+
+#: Share of [UNK] tokens above which :func:`tokenize_dataset` warns that the checkpoint cannot read the text.
+UNKNOWN_SHARE_WARNING = 0.1
+
+
+class UnknownTokensWarning(UserWarning):
+    """Much of a data set's text is unknown to the checkpoint's vocabulary (``[UNK]`` tokens)."""
+
+
+def unknown_token_share(data: Dataset, tokenizer: PreTrainedTokenizerBase) -> float:
+    """Share of ``[UNK]`` among the tokens of a tokenized data set, leaving out ``[CLS]``, ``[SEP]`` and padding.
+
+    With the default checkpoint, ``"hi 🎉"`` gives ``[CLS] hi [UNK] [SEP]``: a share of 0.5.
+    Used by :func:`tokenize_dataset` to warn about text the checkpoint cannot read.
+    """
+    unk = tokenizer.unk_token_id
+    if unk is None:
+        return 0.0
+    ids = np.concatenate([np.asarray(row, dtype=np.int64) for row in data["input_ids"]] or [np.zeros(0, np.int64)])
+    ids = ids[~np.isin(ids, [i for i in tokenizer.all_special_ids if i != unk])]
+    return float(np.mean(ids == unk)) if ids.size else 0.0
 
 
 def tokenize_dataset(
@@ -26,7 +55,9 @@ def tokenize_dataset(
     """Tokenize ``text_column`` in batches, truncating to ``max_length`` and **not** padding.
 
     Returns a dataset with ``input_ids``, ``attention_mask`` and ``labels`` (renamed from
-    ``label``), ready for ``DataCollatorWithPadding``.
+    ``label``, or kept when already so named), ready for ``DataCollatorWithPadding``. Warns
+    (:class:`UnknownTokensWarning`) when more than a tenth of the tokens are ``[UNK]``:
+    text the checkpoint's vocabulary cannot read, such as another script or emoji.
     """
     if len(data) == 0:
         raise ValueError("cannot tokenize an empty dataset")
@@ -34,14 +65,31 @@ def tokenize_dataset(
         raise ValueError(f"dataset has no column {text_column!r}; columns are {data.column_names}")
     if max_length < 2:
         raise ValueError(f"max_length must leave room for [CLS] and [SEP], got {max_length}")
+    if {"label", "labels"} <= set(data.column_names):
+        raise ValueError("dataset has both a 'label' and a 'labels' column; remove one of them")
+    not_text = next(((i, t) for i, t in enumerate(data[text_column]) if not isinstance(t, str)), None)
+    if not_text is not None:
+        raise ValueError(
+            f"row {not_text[0]} of column {text_column!r} is {not_text[1]!r}, not a string; drop or fill such rows"
+        )
 
     def encode(batch: dict) -> dict:
         return tokenizer(batch[text_column], truncation=True, max_length=max_length)
 
-    keep = {"label"}
+    keep = {"label", "labels"}
     tokenized = data.map(encode, batched=True, remove_columns=[c for c in data.column_names if c not in keep])
     if "label" in tokenized.column_names:
         tokenized = tokenized.rename_column("label", "labels")
+    share = unknown_token_share(tokenized, tokenizer)
+    if share > UNKNOWN_SHARE_WARNING:
+        warnings.warn(
+            f"{share:.0%} of the tokens of this data set are {tokenizer.unk_token}: the checkpoint's vocabulary "
+            f"({type(tokenizer).__name__}, {len(tokenizer):,} tokens, from {tokenizer.name_or_path}) cannot read "
+            "much of this text (another script, emoji?), and the model sees only unknown tokens there; "
+            "use a checkpoint whose vocabulary covers the text",
+            UnknownTokensWarning,
+            stacklevel=2,
+        )
     return tokenized
 
 
@@ -98,15 +146,27 @@ def make_loader(
     group_by_length: bool = False,
     pad_to: int | None = None,
     seed: int = 0,
+    labels: bool = True,
 ) -> DataLoader:
     """A ``DataLoader`` over a :func:`tokenize_dataset` result.
 
     By default each batch is padded to its own longest example (dynamic padding);
     ``pad_to=128`` reproduces the article's pad-everything-to-128 recipe for comparison.
-    ``group_by_length`` batches similar lengths together (training only).
+    ``group_by_length`` batches similar lengths together (training only). The data must
+    have ``input_ids`` and, unless ``labels=False`` (prediction only), ``labels``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    needed = ["input_ids", "labels"] if labels else ["input_ids"]
+    missing = [c for c in needed if c not in data.column_names]
+    if missing:
+        raise ValueError(
+            f"the data has no column {missing[0]!r} (its columns: {', '.join(data.column_names)}); "
+            + ("tokenize it first with tokenize_dataset" if missing[0] == "input_ids"
+               else "name the label column 'label' or 'labels', or pass labels=False for prediction only")
+        )
+    if len(data) == 0:
+        raise ValueError("cannot make a loader over an empty dataset")
     if pad_to is None:
         collator = DataCollatorWithPadding(tokenizer, padding="longest", return_tensors="pt")
     else:
