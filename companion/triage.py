@@ -23,6 +23,7 @@ __all__ = [
     "QUEUES",
     "FALLBACK_QUEUE",
     "Ticket",
+    "check_texts",
     "extract_question",
     "assign_priority",
     "assign_queue",
@@ -59,12 +60,30 @@ class Ticket:
     priority: str
 
 
+def check_texts(texts: str | Sequence[str], what: str = "message") -> list[str]:
+    """``texts`` as a list of strings (one string counts as one); a ``TypeError`` names any other item.
+
+    >>> check_texts("Where is it?")
+    ['Where is it?']
+    """
+    if isinstance(texts, str):
+        return [texts]
+    if not isinstance(texts, Sequence):
+        raise TypeError(f"expected a {what} (a string) or a list of them, got {type(texts).__name__} {texts!r}")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"{what} {i} is {type(text).__name__} {text!r}, not a string; drop or fill it")
+    return list(texts)
+
+
 def extract_question(message: str) -> str:
     """The last sentence that ends in ``?``; the whole message when there is none.
 
     >>> extract_question("Third time I write. Where is my parcel? Thanks.")
     'Where is my parcel?'
     """
+    if not isinstance(message, str):
+        raise TypeError(f"the message must be a string, got {type(message).__name__} {message!r}")
     message = " ".join(message.split())
     if not message:
         raise ValueError("the message is empty")
@@ -102,16 +121,31 @@ def assign_queue(
 
 @torch.no_grad()
 def class_probabilities(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int = 64
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    max_length: int = 64,
+    batch_size: int = 64,
 ) -> np.ndarray:
-    """Softmax probabilities ``[len(texts), num_labels]`` of a sequence classifier, in one padded batch."""
+    """Softmax probabilities ``[len(texts), num_labels]`` of a sequence classifier.
+
+    Texts go through the model ``batch_size`` at a time, each batch padded to its own
+    longest text, so that memory stays flat however many messages there are.
+    """
+    texts = check_texts(texts, "text")
     if len(texts) == 0:
         raise ValueError("no texts to classify")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
     model.eval()
     device = next(model.parameters()).device
-    batch = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-    return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    probabilities = []
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start : start + batch_size]
+        batch = tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+        probabilities.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+    return np.concatenate(probabilities)
 
 
 class Triage:
@@ -146,9 +180,8 @@ class Triage:
         self.queues, self.high, self.low, self.min_probability = dict(queues), high, low, min_probability
 
     def __call__(self, messages: Sequence[str]) -> list[Ticket]:
-        """One :class:`Ticket` per message."""
-        if isinstance(messages, str):
-            messages = [messages]
+        """One :class:`Ticket` per message (a single string counts as one message)."""
+        messages = check_texts(messages)
         questions = [extract_question(m) for m in messages]
         types = class_probabilities(*self.router, questions)
         moods = class_probabilities(*self.sentiment, [" ".join(m.split()) for m in messages])

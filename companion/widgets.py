@@ -6,6 +6,8 @@ kernel; the rendered book shows a static figure or a printed result beside each 
 
 from __future__ import annotations
 
+import warnings
+
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.axes import Axes
@@ -20,11 +22,21 @@ def attention_maps(model: nn.Module, tokenizer, sentence: str) -> tuple[list[str
     """The tokens of ``sentence`` and the model's attention weights, (layers, heads, tokens, tokens).
 
     The model must return attentions: load it with ``attn_implementation="eager"``.
+    A text longer than the model's positions (512 for BERT) is cut to fit, with a warning.
     Used in book/attention.ipynb.
     """
-    if not isinstance(sentence, str) or not sentence.strip():
+    if not isinstance(sentence, str):
+        raise TypeError(f"sentence must be a string, got {type(sentence).__name__} {sentence!r}")
+    if not sentence.strip():
         raise ValueError("sentence must be a non-empty string")
-    batch = tokenizer(sentence, return_tensors="pt")
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    batch = tokenizer(sentence, return_tensors="pt", truncation=limit is not None, max_length=limit)
+    if limit is not None and len(tokenizer(sentence)["input_ids"]) > limit:
+        warnings.warn(
+            f"the text has more tokens than the model's {limit} positions; showing attention over its first "
+            f"{limit} tokens only",
+            stacklevel=2,
+        )
     with torch.no_grad():
         out = model(**batch, output_attentions=True)
     if not out.attentions or out.attentions[0] is None:
@@ -128,6 +140,8 @@ def text_box(respond, example: str, description: str = "text"):
     """
     import ipywidgets as widgets
 
+    if not isinstance(example, str):
+        raise TypeError(f"the example must be a string, got {type(example).__name__} {example!r}")
     if not example.strip():
         raise ValueError("give a non-empty example sentence")
     print(f"{example!r} -> {respond(example)}")
