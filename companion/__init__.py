@@ -22,7 +22,14 @@ Modules are imported by name (``from companion.data import load_rotten_tomatoes`
 ``import companion`` stays light.
 """
 
-from companion.env import setup
-
 __all__ = ["setup", "__version__"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``companion.setup`` is :func:`companion.env.setup`, imported (with torch) on first use."""
+    if name == "setup":
+        from companion.env import setup
+
+        return setup
+    raise AttributeError(f"module 'companion' has no attribute {name!r}")
