@@ -15,11 +15,21 @@ import sys
 import warnings
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["Environment", "pick_device", "in_colab", "hub_reachable", "seed_everything", "setup"]
+__all__ = [
+    "Environment",
+    "pick_device",
+    "in_colab",
+    "processor_name",
+    "cpu_kind",
+    "hub_reachable",
+    "seed_everything",
+    "setup",
+]
 
 #: Host that ``from_pretrained`` would contact for a hub name.
 HUB_HOST = "huggingface.co"
@@ -97,6 +107,32 @@ def describe_device(device: torch.device, threads: int | None = None) -> str:
     if device.type == "mps":
         return "mps (Apple GPU)"
     return f"cpu ({threads or torch.get_num_threads()} threads)"
+
+
+def processor_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cpu_kind() -> str:
+    """The CPU's name and the vector units PyTorch uses on it, e.g. ``"AMD EPYC, AVX512, bf16"``.
+
+    Machines sold under one name differ in what matters for speed: the widest vector
+    instructions (AVX2 or AVX-512) and native bf16 (AVX-512 BF16 or AMX tiles).
+    Benchmark records are named by this, not by the name alone.
+    """
+    parts = [processor_name(), torch.backends.cpu.get_cpu_capability()]
+    if getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
+        parts.append("AMX")
+    elif getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)():
+        parts.append("bf16")
+    return ", ".join(parts)
 
 
 def hub_reachable(timeout: float = 1.0) -> bool:

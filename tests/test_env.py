@@ -59,3 +59,11 @@ def test_in_colab_follows_the_google_colab_module(monkeypatch: pytest.MonkeyPatc
     assert in_colab() is False
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     assert in_colab() is True
+
+
+def test_cpu_kind_names_the_processor_and_its_vector_units() -> None:
+    from companion.env import cpu_kind, processor_name
+
+    kind = cpu_kind()
+    assert kind.startswith(processor_name())
+    assert kind.split(", ")[1] == torch.backends.cpu.get_cpu_capability()
