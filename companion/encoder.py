@@ -114,7 +114,10 @@ class LayerNorm(nn.Module):
 
 
 def gelu(x: Tensor) -> Tensor:
-    """The exact Gaussian error linear unit, x · Φ(x) = x/2 · (1 + erf(x/√2)); BERT's ``"gelu"``.
+    """The Gaussian error linear unit in its exact, erf form: x · Φ(x) = x/2 · (1 + erf(x/√2)).
+
+    This is what ``hidden_act = "gelu"`` means in a Hugging Face config (our checkpoint's);
+    ``"gelu_new"`` is the tanh approximation. Compared with both in book/encoder.ipynb.
 
     >>> gelu(torch.tensor([-1.0, 0.0, 1.0]))
     tensor([-0.1587,  0.0000,  0.8413])
@@ -247,7 +250,10 @@ def encoder_layer_from_bert(bert_layer: nn.Module) -> EncoderLayer:
 
 
 def encoder_from_bert(bert_model: nn.Module) -> Encoder:
-    """An :class:`Encoder` holding a copy of a Hugging Face ``BertModel``'s weights (the pooler is left out).
+    """An :class:`Encoder` holding a copy of a Hugging Face ``BertModel``'s weights, all but the pooler's.
+
+    The pooler (dense + tanh over [CLS]) is what ``AutoModelForSequenceClassification``'s head
+    reads; book/encoder.ipynb shows that all-MiniLM-L6-v2 never trained it.
 
     Used in book/encoder.ipynb: ``encoder_from_bert(load_encoder("minilm"))``.
     """

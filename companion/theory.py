@@ -505,7 +505,12 @@ def scheduler_values(make_scheduler: Callable, steps: int, peak_lr: float, **kwa
 
 
 class SentenceFeatures(NamedTuple):
-    """What the encoder makes of a batch of sentences: the pooler's output and the mean of the token vectors."""
+    """What the encoder makes of a batch of sentences: the pooler's output and the mean of the token vectors.
+
+    ``pooled`` is what ``AutoModelForSequenceClassification``'s head reads (the pooler's
+    tanh of the [CLS] vector; never trained in all-MiniLM-L6-v2); ``mean`` is the sentence
+    embedding the checkpoint was trained to give, what ``load_classifier(pooling="mean")`` reads.
+    """
 
     pooled: Tensor
     mean: Tensor
@@ -514,11 +519,13 @@ class SentenceFeatures(NamedTuple):
 def encode_sentences(
     model: nn.Module, tokenizer, texts: Sequence[str], max_length: int = 48, batch_size: int = 32
 ) -> SentenceFeatures:
-    """Run a BERT-style classifier's encoder once over ``texts``, without gradients.
+    """Run a BERT-style encoder (bare or inside a classifier) once over ``texts``, without gradients.
 
-    ``pooled`` is exactly what the classification head reads (the pooler's tanh of the
-    [CLS] vector); ``mean`` averages the last layer over real tokens, the sentence
-    embedding all-MiniLM-L6-v2 was trained to give. Used in book/finetuning_math.ipynb.
+    ``pooled`` is what the head of ``AutoModelForSequenceClassification`` reads: the
+    pooler's tanh of the [CLS] vector, a layer all-MiniLM-L6-v2 never trained. ``mean``
+    averages the last layer over real tokens, the sentence embedding the checkpoint was
+    trained to give. The model must have a pooler (``load_encoder()`` or
+    ``load_classifier(pooling="cls")``). Used in book/finetuning_math.ipynb.
     """
     texts = list(texts)
     if not texts:
@@ -537,6 +544,11 @@ def encode_sentences(
                 return_tensors="pt",
             ).to(device)
             out = base(**batch)
+            if out.pooler_output is None:
+                raise ValueError(
+                    f"{type(model).__name__} has no pooler, so it has no pooled features: encode with "
+                    "load_encoder() or load_classifier(pooling='cls'), whose encoders keep the pooler"
+                )
             mask = batch["attention_mask"].unsqueeze(-1).to(out.last_hidden_state.dtype)
             pooled.append(out.pooler_output.float().cpu())
             mean.append(((out.last_hidden_state * mask).sum(1) / mask.sum(1)).float().cpu())

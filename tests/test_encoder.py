@@ -75,6 +75,23 @@ def test_gelu_is_exact() -> None:
     assert not torch.allclose(gelu(x), F.gelu(x, approximate="tanh"), atol=1e-5)
 
 
+def test_checkpoint_uses_the_erf_gelu(bert) -> None:
+    """The chapter says the checkpoint's ``hidden_act = "gelu"`` is the erf form our ``gelu`` computes."""
+    model, _ = bert
+    x = torch.linspace(-6, 6, 101)
+    assert model.config.hidden_act == "gelu"
+    assert torch.allclose(model.encoder.layer[0].intermediate.intermediate_act_fn(x), gelu(x), atol=1e-6)
+
+
+def test_checkpoint_pooler_was_never_trained(bert) -> None:
+    """The chapter's pooler section: an all-zero bias beside trained biases, and small weights."""
+    model, _ = bert
+    assert bool((model.pooler.dense.bias == 0).all())
+    others = [p for name, p in model.named_parameters() if name.endswith("bias") and not name.startswith("pooler")]
+    assert others and not any(bool((p == 0).any()) for p in others)
+    assert model.pooler.dense.weight.std() < model.encoder.layer[-1].attention.output.dense.weight.std() / 3
+
+
 def test_embeddings_and_layers_shapes() -> None:
     emb = Embeddings(vocab_size=20, max_positions=6, d_model=8)
     assert emb(torch.tensor([[3]])).shape == (1, 1, 8)

@@ -365,6 +365,15 @@ def test_encode_sentences_on_the_real_checkpoint(tokenizer) -> None:
         encode_sentences(model, tokenizer, [])
 
 
+def test_encode_sentences_needs_a_pooler(tokenizer) -> None:
+    from companion.models import load_classifier, load_encoder
+
+    bare = encode_sentences(load_encoder("minilm"), tokenizer, ["Dull."], max_length=16)
+    assert bare.pooled.shape == bare.mean.shape == (1, 384)
+    with pytest.raises(ValueError, match="has no pooler"):
+        encode_sentences(load_classifier("minilm", pooling="mean"), tokenizer, ["Dull."], max_length=16)
+
+
 # ----------------------------------------------------------------------------- plots
 
 
