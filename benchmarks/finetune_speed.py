@@ -7,7 +7,7 @@ configuration trains on a fixed list of collated batches, so data loading is lef
 
     .venv/bin/python benchmarks/finetune_speed.py                 # CPU here; CUDA when present
     .venv/bin/python benchmarks/finetune_speed.py --steps 20 --repeats 5 --compile
-    .venv/bin/python benchmarks/finetune_speed.py --json benchmarks/results/cpu.json
+    .venv/bin/python benchmarks/finetune_speed.py --json benchmarks/results/cpu-KIND.json
 
 Configurations (1-4 run the book's own ``companion.training.train_epoch``):
   1. article      -- every example padded to 128 tokens (the source article's recipe)
@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
 from functools import partial
 from pathlib import Path
 
@@ -39,6 +38,7 @@ import torch
 from companion import setup
 from companion.batching import make_loader, tokenize_dataset
 from companion.data import load_rotten_tomatoes, stratified_subset
+from companion.env import cpu_kind, processor_name
 from companion.models import load_classifier, load_tokenizer
 from companion.speed import (
     activation_bytes,
@@ -46,22 +46,12 @@ from companion.speed import (
     inference_rate,
     interleave,
     matmul_peak,
+    paired_speedup,
     speed_table,
     time_trainer,
     time_training,
 )
 from companion.training import resolve_precision
-
-
-def processor_name() -> str:
-    """The CPU's model name where Linux tells it, else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -133,9 +123,18 @@ def main() -> None:
         "best_vs_article": rate[best] / rate["article (pad to 128)"],
         "companion_vs_trainer": rate["dynamic + grouped"] / rate["transformers.Trainer (same batches)"],
         "fused_vs_foreach": rate["dynamic + grouped"] / rate["grouped, foreach AdamW"],
+        # step by step on the same batches, median over steps and repeats: robust to a disturbed step
+        "companion_vs_trainer_paired": paired_speedup(results["transformers.Trainer (same batches)"],
+                                                      results["dynamic + grouped"]),
     }
+    if "Trainer + bf16 (same batches)" in results:
+        ratios["companion_bf16_vs_trainer_bf16_paired"] = paired_speedup(results["Trainer + bf16 (same batches)"],
+                                                                         results[amp_name])
     print(f"\nbest configuration of the book's loop: {best}; {ratios['best_vs_article']:.1f}x the article's recipe")
-    print(f"book loop vs Trainer on the same batches: {ratios['companion_vs_trainer']:.2f}x in real tokens/s")
+    print(f"book loop vs Trainer on the same batches: {ratios['companion_vs_trainer']:.2f}x in real tokens/s "
+          f"(median repeat), {ratios['companion_vs_trainer_paired']:.2f}x step by step (median of paired steps)")
+    if "companion_bf16_vs_trainer_bf16_paired" in ratios:
+        print(f"the same in bf16: {ratios['companion_bf16_vs_trainer_bf16_paired']:.2f}x step by step")
     print(f"fused vs foreach AdamW: {ratios['fused_vs_foreach']:.2f}x")
 
     memory = {}
@@ -156,7 +155,7 @@ def main() -> None:
             "command": "python benchmarks/finetune_speed.py " + " ".join(
                 f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("json", "compile")
             ) + (" --compile" if args.compile else ""),
-            "machine": {"processor": processor_name(), "threads": torch.get_num_threads(),
+            "machine": {"processor": processor_name(), "kind": cpu_kind(), "threads": torch.get_num_threads(),
                         "device": device.type, "torch": torch.__version__},
             "matmul_peak_gflops": {"fp32": fp32_peak / 1e9, **({str(amp): peaks[amp_name] / 1e9} if amp else {})},
             "table": table.reset_index().to_dict(orient="records"),

@@ -11,11 +11,12 @@ down for a while hurts all of them alike, and the median repeat is reported.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
@@ -31,6 +32,8 @@ __all__ = [
     "flops_per_token",
     "activation_bytes",
     "StepTiming",
+    "StepClock",
+    "paired_speedup",
     "time_training",
     "time_trainer",
     "interleave",
@@ -107,13 +110,62 @@ def activation_bytes(model: nn.Module, batch: dict) -> int:
 
 @dataclass
 class StepTiming:
-    """One timed run: seconds for the timed steps, their tokens and examples, the last losses."""
+    """One timed run: seconds for the timed steps, their tokens and examples, the last losses.
+
+    ``step_seconds`` holds the duration of each timed step, from the moment the loop asked
+    for its batch to the moment it asked for the next one (or finished): the whole cycle,
+    forward, backward, clipping, optimiser and schedule, as the loop runs it.
+    """
 
     seconds: float
     real_tokens: int
     padded_tokens: int
     examples: int
     loss: float
+    step_seconds: list[float] = field(default_factory=list)
+
+
+class StepClock:
+    """The batches of a list, handed out one by one, with the time at which each was asked for.
+
+    Wrapping the batches is how the book's loop is timed per step without changing it:
+    the gap between two requests is one step.
+    """
+
+    def __init__(self, batches: Sequence[dict], device: torch.device | str = "cpu") -> None:
+        self.batches, self.device, self.stamps = list(batches), device, []
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[dict]:
+        for batch in self.batches:
+            sync(self.device)
+            self.stamps.append(time.perf_counter())
+            yield batch
+        sync(self.device)
+        self.stamps.append(time.perf_counter())
+
+    @property
+    def step_seconds(self) -> list[float]:
+        """Seconds of each step of the last pass."""
+        return [b - a for a, b in itertools.pairwise(self.stamps[-len(self.batches) - 1 :])]
+
+
+def paired_speedup(baseline: Sequence[StepTiming], other: Sequence[StepTiming]) -> float:
+    """Median over repeats and steps of baseline step time / other step time, step by step.
+
+    Both runs must have timed the same batches in the same order (as :func:`time_training`
+    and :func:`time_trainer` do when given the same list): comparing step i with step i
+    cancels the batch-to-batch differences in length, and the median ignores the steps
+    that another process on the machine happened to slow down. Above 1: ``other`` is faster.
+    """
+    ratios = []
+    for base, run in zip(baseline, other, strict=True):
+        if len(base.step_seconds) != len(run.step_seconds) or not base.step_seconds:
+            raise ValueError("paired runs need per-step times of the same steps")
+        ratios += [a / b for a, b in zip(base.step_seconds, run.step_seconds, strict=True)]
+    return statistics.median(ratios)
 
 
 def _split(batches: Sequence[dict], warmup: int) -> tuple[Sequence[dict], Sequence[dict]]:
@@ -122,11 +174,14 @@ def _split(batches: Sequence[dict], warmup: int) -> tuple[Sequence[dict], Sequen
     return batches[:warmup], batches[warmup:]
 
 
-def _timing(seconds: float, timed: Sequence[dict], losses: Sequence[float]) -> StepTiming:
+def _timing(
+    seconds: float, timed: Sequence[dict], losses: Sequence[float], step_seconds: Sequence[float] = ()
+) -> StepTiming:
     tokens = padding_stats(timed)
     real, padded = tokens["real_tokens"], tokens["padded_tokens"]
     tail = list(losses)[-5:]
-    return StepTiming(seconds, real, padded, sum(len(b["labels"]) for b in timed), sum(tail) / len(tail))
+    examples = sum(len(b["labels"]) for b in timed)
+    return StepTiming(seconds, real, padded, examples, sum(tail) / len(tail), list(step_seconds))
 
 
 def time_training(
@@ -154,11 +209,12 @@ def time_training(
     runner = torch.compile(model, dynamic=True) if compile_model else model
     if first:
         train_epoch(runner, first, optimizer, scheduler, device, dtype, progress=False)
+    clock = StepClock(timed, device)
     sync(device)
     start = time.perf_counter()
-    losses = train_epoch(runner, timed, optimizer, scheduler, device, dtype, progress=False)
+    losses = train_epoch(runner, clock, optimizer, scheduler, device, dtype, progress=False)
     sync(device)
-    return _timing(time.perf_counter() - start, timed, losses)
+    return _timing(time.perf_counter() - start, timed, losses, clock.step_seconds)
 
 
 def time_trainer(
@@ -183,12 +239,15 @@ def time_trainer(
     device = torch.device(device)
 
     class Clock(TrainerCallback):
-        start: float | None = None
+        def __init__(self) -> None:
+            self.start: float | None = None
+            self.ends: list[float] = []
 
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001 - Trainer's signature
+            sync(device)
+            self.ends.append(time.perf_counter())
             if state.global_step == len(first):
-                sync(device)
-                self.start = time.perf_counter()
+                self.start = self.ends[-1]
 
     class SameBatches(Trainer):
         def get_train_dataloader(self) -> DataLoader:
@@ -213,7 +272,8 @@ def time_trainer(
         sync(device)
         seconds = time.perf_counter() - clock.start
     losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
-    return _timing(seconds, timed, losses)
+    ends = [clock.start, *clock.ends[len(first) :]]  # a whole cycle each: from one step's end to the next
+    return _timing(seconds, timed, losses, [b - a for a, b in itertools.pairwise(ends)])
 
 
 def interleave(runs: dict[str, Callable[[], StepTiming]], repeats: int = 3) -> dict[str, list[StepTiming]]:

@@ -8,12 +8,14 @@ from test_training import tiny_model, toy_data, without_dropout
 
 from companion.batching import make_loader, padding_stats
 from companion.speed import (
+    StepClock,
     StepTiming,
     activation_bytes,
     flops_per_token,
     interleave,
     matmul_peak,
     optimizer_step_seconds,
+    paired_speedup,
     speed_table,
     time_trainer,
     time_training,
@@ -69,6 +71,9 @@ def test_trainer_and_companion_do_the_same_work_on_the_same_batches(batches) -> 
     assert ours.examples == theirs.examples == 32 and ours.real_tokens == theirs.real_tokens
     assert ours.loss == pytest.approx(theirs.loss, abs=1e-4)
     assert ours.seconds > 0 and theirs.seconds > 0
+    assert len(ours.step_seconds) == len(theirs.step_seconds) == 4  # one time per timed step, each
+    assert sum(ours.step_seconds) == pytest.approx(ours.seconds, rel=0.05)
+    assert sum(theirs.step_seconds) <= theirs.seconds
     with pytest.raises(ValueError, match="warm-up"):
         time_training(no_dropout_model, batches[:2], warmup=2)
 
@@ -88,3 +93,22 @@ def test_fused_adamw_step_is_timed() -> None:
     assert optimizer_step_seconds(tiny_model(), fused=True, reps=2) > 0
     with pytest.raises(ValueError, match="reps"):
         optimizer_step_seconds(tiny_model(), fused=False, reps=0)
+
+
+def test_step_clock_times_every_step_of_a_loop() -> None:
+    clock = StepClock([{"a": 1}, {"a": 2}, {"a": 3}])
+    seen = [batch["a"] for batch in clock]
+    assert seen == [1, 2, 3] and len(clock.step_seconds) == 3 and all(t >= 0 for t in clock.step_seconds)
+    list(clock)  # a second pass: the times are those of the last one
+    assert len(clock.step_seconds) == 3
+
+
+def test_paired_speedup_compares_step_by_step_and_ignores_outliers() -> None:
+    def run(steps: list[float]) -> StepTiming:
+        return StepTiming(sum(steps), 100, 100, 10, 0.5, steps)
+
+    base = [run([1.0, 2.0, 4.0]), run([1.0, 2.0, 40.0])]  # one step of the second repeat was disturbed
+    other = [run([0.5, 1.0, 2.0]), run([0.5, 1.0, 2.0])]
+    assert paired_speedup(base, other) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="same steps"):
+        paired_speedup([run([1.0])], [run([1.0, 2.0])])
