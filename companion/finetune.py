@@ -38,6 +38,8 @@ __all__ = ["build_parser", "run", "main", "run_program", "METRICS_FILE", "UsageE
 METRICS_FILE = "metrics.json"
 #: :data:`companion.models.DEFAULT_CHECKPOINT`, repeated so that the parser needs no torch (a test checks it).
 DEFAULT_CHECKPOINT = "minilm"
+#: :data:`companion.models.POOLINGS`, repeated for the same reason.
+POOLINGS = ("cls", "mean")
 #: Values that argparse must read as negative numbers, not as options: -1, -0.5, -1e-5, -inf, -nan.
 NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
 
@@ -86,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         default=DEFAULT_CHECKPOINT,
         help="'minilm' (offline default), a local model folder, or a hub name when online",
+    )
+    parser.add_argument(
+        "--pooling",
+        choices=POOLINGS,
+        default="mean",
+        help="the head: 'mean' reads the mean of the token vectors (what all-MiniLM-L6-v2 was trained for, "
+        "and what the walkthrough's validation chose); 'cls' reads BERT's pooler over [CLS]",
     )
     parser.add_argument(
         "--train-size",
@@ -229,7 +238,7 @@ def run(args: argparse.Namespace) -> dict:
     train_loader = make_loader(data["train"], tokenizer, args.batch_size, group_by_length=True, seed=args.seed)
     val_loader = make_loader(data["validation"], tokenizer, batch_size=128)
     test_loader = make_loader(data["test"], tokenizer, batch_size=128)
-    model = load_classifier(args.checkpoint)  # DDP copies process 0's weights to the others
+    model = load_classifier(args.checkpoint, pooling=args.pooling)  # DDP copies process 0's weights to the others
     seed_everything(args.seed + accelerator.process_index)  # but each process draws its own dropout masks
     result = fit(
         model,
@@ -248,6 +257,7 @@ def run(args: argparse.Namespace) -> dict:
     processes = accelerator.num_processes
     record = {
         "checkpoint": args.checkpoint,
+        "pooling": args.pooling,
         "processes": processes,
         "distributed_type": str(accelerator.distributed_type).split(".")[-1],
         "device": str(accelerator.device),

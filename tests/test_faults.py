@@ -30,6 +30,7 @@ from companion.batching import UnknownTokensWarning, make_loader, tokenize_datas
 from companion.data import DataError, fetch_rotten_tomatoes, fetch_wheel_member
 from companion.models import (
     DEFAULT_CHECKPOINT,
+    POOLINGS,
     ModelError,
     checkpoint_path,
     load_classifier,
@@ -396,6 +397,7 @@ def test_help_answers_without_importing_torch() -> None:
     assert "--max-length" in done.stdout and "--lr LR" in done.stdout
     assert done.stdout.strip().endswith("heavy imports: []")
     assert finetune.DEFAULT_CHECKPOINT == DEFAULT_CHECKPOINT
+    assert finetune.POOLINGS == POOLINGS
 
 
 class FakeAccelerator:
@@ -421,7 +423,7 @@ def program_until_fit(monkeypatch):
     monkeypatch.setattr(companion.data, "load_rotten_tomatoes", lambda seed=0: DatasetDict(
         {"train": tiny, "validation": tiny, "test": tiny}))
     monkeypatch.setattr(companion.distributed, "make_accelerator", lambda *args, **kwargs: FakeAccelerator())
-    monkeypatch.setattr(companion.models, "load_classifier", lambda name: torch.nn.Linear(1, 1))
+    monkeypatch.setattr(companion.models, "load_classifier", lambda name, **kwargs: torch.nn.Linear(1, 1))
     return monkeypatch
 
 
