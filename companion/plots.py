@@ -26,19 +26,27 @@ def moving_average(values: Sequence[float], window: int = 20) -> np.ndarray:
     return (sums[1:] - sums[np.maximum(np.arange(1, len(values) + 1) - window, 0)]) / counts
 
 
-def plot_training(result: FitResult, window: int = 20) -> plt.Figure:
-    """Per-step training loss (smoothed) and per-epoch validation accuracy, side by side."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+def plot_training(result: FitResult, window: int = 20, metrics: Sequence[str] = ("accuracy",)) -> plt.Figure:
+    """Per-step training loss (smoothed) and, per epoch, the validation ``metrics`` (one panel each).
+
+    ``metrics`` are names of :class:`~companion.training.Metrics` fields ("accuracy",
+    "loss", "f1", ...). A dotted line marks the epoch :func:`~companion.training.fit` kept.
+    """
+    if not metrics or any(f"val_{m}" not in result.history[0] for m in metrics):
+        raise ValueError(f"metrics must name validation metrics of the history, got {list(metrics)}")
+    fig, axes = plt.subplots(1, 1 + len(metrics), figsize=(4.5 * (1 + len(metrics)), 3.5))
+    left = axes[0]
     steps = np.arange(1, len(result.step_losses) + 1)
     left.plot(steps, result.step_losses, color="tab:blue", alpha=0.25, label="per step")
     left.plot(steps, moving_average(result.step_losses, window), color="tab:blue", label=f"mean of {window}")
     left.set(xlabel="optimizer step", ylabel="training loss", title="Training loss")
     left.legend()
     epochs = [row["epoch"] for row in result.history]
-    right.plot(epochs, [row["val_accuracy"] for row in result.history], marker="o", color="tab:green")
-    right.axvline(result.best_epoch, color="gray", linestyle=":", label="best epoch (kept)")
-    right.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy", xticks=epochs)
-    right.legend()
+    for ax, metric, color in zip(axes[1:], metrics, ["tab:green", "tab:red", "tab:purple", "tab:orange"], strict=False):
+        ax.plot(epochs, [row[f"val_{metric}"] for row in result.history], marker="o", color=color)
+        ax.axvline(result.best_epoch, color="gray", linestyle=":", label="epoch kept")
+        ax.set(xlabel="epoch", ylabel=f"validation {metric}", title=f"Validation {metric}", xticks=epochs)
+        ax.legend()
     fig.tight_layout()
     return fig
 

@@ -32,6 +32,17 @@ def test_plot_training_draws_both_panels() -> None:
     plt.close(fig)
 
 
+def test_plot_training_draws_one_panel_per_validation_metric() -> None:
+    history = [{"epoch": e, "val_accuracy": a, "val_loss": loss} for e, a, loss in [(1, 0.7, 0.5), (2, 0.8, 0.6)]]
+    result = FitResult(history=history, step_losses=[0.7, 0.5], best_epoch=1, best_score=0.5, seconds=1.0,
+                       stopped_early=False)
+    fig = plot_training(result, metrics=("loss", "accuracy"))
+    assert [ax.get_ylabel() for ax in fig.axes] == ["training loss", "validation loss", "validation accuracy"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="validation metrics"):
+        plot_training(result, metrics=("auc",))
+
+
 def test_plot_confusion_writes_counts_and_checks_shape() -> None:
     fig = plot_confusion(np.array([[5, 1], [2, 7]]), ["negative", "positive"])
     assert sorted(t.get_text() for t in fig.axes[0].texts) == ["1", "2", "5", "7"]
