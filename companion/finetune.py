@@ -93,8 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--pooling",
         choices=POOLINGS,
         default="mean",
-        help="the head: 'mean' reads the mean of the token vectors (what all-MiniLM-L6-v2 was trained for, "
-        "and what the walkthrough's validation chose); 'cls' reads BERT's pooler over [CLS]",
+        help="the head: 'mean' reads the mean of the token vectors, what all-MiniLM-L6-v2 was trained to give; "
+        "'cls' reads BERT's pooler over [CLS]. Fine-tuned in full they score alike (the walkthrough compares them)",
     )
     parser.add_argument(
         "--train-size",
