@@ -101,13 +101,19 @@ def chapter_times(root: Path | None = None) -> dict[str, dict[str, dict]]:
     A chapter is named as in ``_toc.yml`` (``"book/walkthrough"``), a device as
     :func:`companion.env.pick_device` names it (``"cpu"``, ``"cuda"``, ``"mps"``), and an
     entry holds ``seconds``, ``cpu`` (model name), ``cores``, ``date``, ``torch`` and, on a
-    GPU, ``gpu``. ``tools/execute.py`` writes it; *Getting started* shows it.
+    GPU, ``gpu``. ``tools/execute.py`` writes it; *Getting started* shows it. Outside a
+    clone of the book (in Colab, where only the package is installed) there is no record:
+    the result is empty too.
 
     >>> times = chapter_times()
     >>> all(name.startswith("book/") for name in times)
     True
     """
-    path = (root or book_root()) / CHAPTER_TIMES
+    try:
+        root = root or book_root()
+    except FileNotFoundError:
+        return {}
+    path = root / CHAPTER_TIMES
     if not path.is_file():
         return {}
     return json.loads(path.read_text(encoding="utf-8"))["chapters"]
@@ -169,7 +175,9 @@ def _duration(seconds: float) -> str:
 def chapter_times_table(root: Path | None = None) -> str:
     """A Markdown table of every chapter of ``_toc.yml`` with its recorded times.
 
-    A chapter not yet executed with ``tools/execute.py`` reads "not recorded".
+    A chapter not yet executed with ``tools/execute.py`` reads "not recorded". Titles are
+    plain text: myst-nb renders a cell's Markdown output as CommonMark, where a link to a
+    notebook would not be resolved to its page.
     Outside a clone of the book (in Colab) it says where the record lives instead.
     """
     try:
@@ -184,7 +192,7 @@ def chapter_times_table(root: Path | None = None) -> str:
         on_cpu = _duration(cpu["seconds"]) if cpu else "not recorded"
         machine = f"{cpu['cpu']}, {cpu['cores']} cores, torch {cpu['torch']}, {cpu['date']}" if cpu else ""
         on_gpu = f"{_duration(gpu['seconds'])} ({gpu.get('gpu', 'CUDA')})" if gpu else "not recorded"
-        rows.append(f"| [{_title(notebook)}]({notebook.name}) | {on_cpu} | {machine} | {on_gpu} |")
+        rows.append(f"| {_title(notebook)} | {on_cpu} | {machine} | {on_gpu} |")
     return "\n".join(rows)
 
 

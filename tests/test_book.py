@@ -156,3 +156,31 @@ def test_the_record_of_chapter_times_names_only_chapters() -> None:
         for device, entry in devices.items():
             assert device in {"cpu", "cuda", "mps"} and entry["seconds"] > 0 and entry["cores"] >= 1
     assert chapter_times_table(ROOT).count("\n") == len(NOTEBOOKS) + 1  # header, rule, one row per chapter
+
+
+def test_section_links_in_markdown_name_real_headings() -> None:
+    """A raw ``<a href="chapter.html#id">`` in a chapter's prose points at a heading of that chapter.
+
+    Sphinx cannot check such links (the site test does, in a browser); this checks them from
+    the notebooks: the id must be one that docutils makes from a ``##``/``###`` heading.
+    """
+    import re
+
+    from docutils.nodes import make_id
+
+    def ids(path: Path) -> set[str]:
+        cells = nbformat.read(path, as_version=4).cells
+        titles = [line.lstrip("#").strip() for c in cells if c.cell_type == "markdown"
+                  for line in c.source.splitlines() if re.match(r"#{2,3} ", line)]
+        return {make_id(title) for title in titles}
+
+    checked, broken = 0, []
+    for path in NOTEBOOKS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            for target, anchor in re.findall(r'<a href="(\w+)\.html#([\w-]+)"', cell.source):
+                checked += 1
+                chapter = ROOT / "book" / f"{target}.ipynb"
+                if not chapter.is_file() or anchor not in ids(chapter):
+                    broken.append(f"{path.name}: {target}.html#{anchor}")
+    assert not broken, "links to sections that do not exist:\n" + "\n".join(broken)
+    assert checked, "no section links found (the errata's map of the article has them)"
