@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -79,17 +78,6 @@ def glue(name: str, value: object, display: bool = False) -> None:
     myst_glue(name, value, display=display)
 
 
-def _cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
 def _cores() -> int:
     """The CPU cores this process may use (its affinity where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -100,8 +88,9 @@ def chapter_times(root: Path | None = None) -> dict[str, dict[str, dict]]:
 
     A chapter is named as in ``_toc.yml`` (``"book/walkthrough"``), a device as
     :func:`companion.env.pick_device` names it (``"cpu"``, ``"cuda"``, ``"mps"``), and an
-    entry holds ``seconds``, ``cpu`` (model name), ``cores``, ``date``, ``torch`` and, on a
-    GPU, ``gpu``. ``tools/execute.py`` writes it; *Getting started* shows it. Outside a
+    entry holds ``seconds``, ``cpu`` (model name and vector units, from
+    :func:`companion.env.cpu_kind`), ``cores``, ``date``, ``torch`` and, on a GPU,
+    ``gpu``. ``tools/execute.py`` writes it; *Getting started* shows it. Outside a
     clone of the book (in Colab, where only the package is installed) there is no record:
     the result is empty too.
 
@@ -132,13 +121,15 @@ def record_chapter_time(notebook: Path, seconds: float, device: str = "cpu", gpu
 
     import torch
 
+    from companion.env import cpu_kind  # torch is only needed here, not to list the chapters
+
     root = (root or book_root()).resolve()
     name = Path(notebook).resolve().relative_to(root).with_suffix("").as_posix()
     if name not in toc_files(root):
         raise ValueError(f"{name} is not a chapter of _toc.yml: its time is not recorded")
     if seconds <= 0:
         raise ValueError(f"seconds must be positive, got {seconds}")
-    entry = {"seconds": round(float(seconds), 1), "cpu": _cpu_name(), "cores": _cores(),
+    entry = {"seconds": round(float(seconds), 1), "cpu": cpu_kind(), "cores": _cores(),
              "date": datetime.date.today().isoformat(), "torch": torch.__version__}
     if gpu:
         entry["gpu"] = gpu

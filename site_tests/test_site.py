@@ -111,6 +111,32 @@ def test_images_load(load, page: str) -> None:
     assert not broken, f"{page}: images that did not load: {broken}"
 
 
+def diagram_cells(page: str) -> list:
+    """The code cells of a chapter that draw a :mod:`companion.diagrams` diagram."""
+    import re
+
+    import nbformat
+
+    notebook = ROOT / page.replace(".html", ".ipynb")
+    if not notebook.is_file():
+        return []
+    call = re.compile(r"\b\w+_diagram\(")
+    return [c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code" and call.search(c.source)]
+
+
+@pytest.mark.parametrize("page", [p for p in CHAPTERS if diagram_cells(p)] or ["(no diagrams yet)"])
+def test_diagrams_render(load, page: str) -> None:
+    """Each diagram a chapter draws is stored as a PNG and shows on its page at a readable size."""
+    if page == "(no diagrams yet)":
+        pytest.skip("no chapter draws a companion.diagrams diagram")
+    cells = diagram_cells(page)
+    unstored = [c.source.splitlines()[0] for c in cells
+                if not any("image/png" in output.get("data", {}) for output in c.outputs)]
+    assert not unstored, f"{page}: diagram cells without a stored image: {unstored}"
+    wide = [src for src, width in load(page)["images"] if width >= 400]
+    assert len(wide) >= len(cells), f"{page}: {len(cells)} diagrams drawn, only {len(wide)} images 400 px wide shown"
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_no_console_errors(load, page: str) -> None:
     errors = load(page)["console"]
