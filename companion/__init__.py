@@ -11,6 +11,7 @@ One small module per idea, in the order the book meets them:
 - :mod:`companion.diagrams` -- drawn diagrams: encoder block, pooling, heads, padding;
 - :mod:`companion.batching` -- tokenization, dynamic padding, length-grouped batches;
 - :mod:`companion.training` -- optimiser, schedule, ``train_epoch``, ``evaluate``, ``fit``;
+- :mod:`companion.lora` -- fewer trainable parameters: LoRA from scratch, BitFit, byte counts;
 - :mod:`companion.questions` -- the TREC question-classification data, offline, stratified;
 - :mod:`companion.imbalance` -- class weights and a weighted-loss classifier;
 - :mod:`companion.triage` -- routing and prioritising messages with two classifiers;
