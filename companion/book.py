@@ -13,6 +13,10 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pandas is imported only when a table is asked for
+    import pandas
 
 __all__ = ["book_root", "toc_files", "toc_notebooks", "repository_url", "glue",
            "CHAPTER_TIMES", "chapter_times", "record_chapter_time", "chapter_times_table"]
@@ -163,28 +167,32 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
-def chapter_times_table(root: Path | None = None) -> str:
-    """A Markdown table of every chapter of ``_toc.yml`` with its recorded times.
+def chapter_times_table(root: Path | None = None) -> pandas.DataFrame:
+    """Every chapter of ``_toc.yml`` with its recorded times, one row each (a DataFrame).
 
-    A chapter not yet executed with ``tools/execute.py`` reads "not recorded". Titles are
-    plain text: myst-nb renders a cell's Markdown output as CommonMark, where a link to a
-    notebook would not be resolved to its page.
-    Outside a clone of the book (in Colab) it says where the record lives instead.
+    A chapter not yet executed with ``tools/execute.py`` reads "not recorded". A DataFrame
+    shows as a table in Jupyter, in Colab and in the built book alike (myst-nb renders a
+    cell's Markdown output as CommonMark, which has no tables). Outside a clone of the
+    book (in Colab) there is no record and no table of contents: the table is empty.
     """
+    import pandas as pd
+
+    columns = ["on the CPU", "measured on", "on a GPU"]
     try:
         root = root or book_root()
     except FileNotFoundError:
-        return f"The record is `{CHAPTER_TIMES}` in the book's repository (no clone of it here)."
+        return pd.DataFrame(columns=columns).rename_axis("chapter")
     times = chapter_times(root)
-    rows = ["| chapter | on the CPU | measured on | on a GPU |", "|---|---|---|---|"]
+    rows = {}
     for notebook in toc_notebooks(root):
         measured = times.get(notebook.relative_to(root).with_suffix("").as_posix(), {})
         cpu, gpu = measured.get("cpu"), measured.get("cuda")
-        on_cpu = _duration(cpu["seconds"]) if cpu else "not recorded"
-        machine = f"{cpu['cpu']}, {cpu['cores']} cores, torch {cpu['torch']}, {cpu['date']}" if cpu else ""
-        on_gpu = f"{_duration(gpu['seconds'])} ({gpu.get('gpu', 'CUDA')})" if gpu else "not recorded"
-        rows.append(f"| {_title(notebook)} | {on_cpu} | {machine} | {on_gpu} |")
-    return "\n".join(rows)
+        rows[_title(notebook)] = [
+            _duration(cpu["seconds"]) if cpu else "not recorded",
+            f"{cpu['cpu']}, {cpu['cores']} cores, torch {cpu['torch']}, {cpu['date']}" if cpu else "",
+            f"{_duration(gpu['seconds'])} ({gpu.get('gpu', 'CUDA')})" if gpu else "not recorded",
+        ]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("chapter")
 
 
 if __name__ == "__main__":  # pragma: no cover - command-line helper for the Makefile
