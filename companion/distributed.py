@@ -37,13 +37,10 @@ from companion.training import (
     Metrics,
     batch_groups,
     check_batch,
-    check_fit_arguments,
     check_loss,
-    check_not_empty,
-    make_optimizer,
-    make_scheduler,
     metrics_from_logits,
     num_labels_of,
+    optimizer_for_fit,
     resolve_precision,
     set_epoch,
     train_with_early_stopping,
@@ -406,11 +403,9 @@ def fit(
     process takes the same early-stopping decision. The ``model`` passed in is trained
     in place and holds the best epoch's weights at the end.
     """
-    check_fit_arguments(epochs, metric, patience, accumulation_steps)
-    batches = check_not_empty(train_loader, "training")
-    check_not_empty(val_loader, "validation")
-    optimizer = make_optimizer(model, lr, weight_decay)
-    scheduler = make_scheduler(optimizer, epochs * -(-batches // accumulation_steps), warmup_ratio)
+    optimizer, scheduler = optimizer_for_fit(
+        model, train_loader, val_loader, epochs, lr, weight_decay, warmup_ratio, patience, metric, accumulation_steps
+    )
     wrapped, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
         model, optimizer, shardable(train_loader), shardable(val_loader), scheduler
     )

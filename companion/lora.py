@@ -18,6 +18,8 @@ import math
 import torch
 from torch import nn
 
+from companion.models import count_parameters
+
 __all__ = [
     "LoRALinear",
     "add_lora",
@@ -153,8 +155,7 @@ def bitfit(model: nn.Module, train_head: bool = True) -> tuple[int, int]:
     for name, param in model.named_parameters():
         param.requires_grad = name.endswith("bias") or id(param) in head
     _check_something_trains(model, "bitfit (the model has no biases)")
-    params = list(model.parameters())
-    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+    return count_parameters(model)
 
 
 def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

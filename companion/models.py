@@ -266,9 +266,9 @@ def load_saved(
             f"{folder} holds config.json but no weights (model.safetensors is missing; an interrupted save?); "
             "save the model again with save_model"
         )
-    tokenizer = _check_tokenizer(_from_pretrained(AutoTokenizer, str(folder)), str(folder))
-    model = _from_pretrained(AutoModelForSequenceClassification, str(folder), use_safetensors=True,
-                             trust_remote_code=False)
+    path = str(folder.resolve())  # never mistaken for the short name of the default checkpoint
+    tokenizer = load_tokenizer(path)
+    model = _from_pretrained(AutoModelForSequenceClassification, path, use_safetensors=True, trust_remote_code=False)
     return model.to(device).eval(), tokenizer
 
 

@@ -41,8 +41,7 @@ __all__ = [
     "check_labels",
     "check_batch",
     "check_loss",
-    "check_fit_arguments",
-    "check_not_empty",
+    "optimizer_for_fit",
     "num_labels_of",
     "batch_groups",
     "set_epoch",
@@ -356,7 +355,7 @@ class FitResult:
     updates: int = 0  #: optimiser updates taken (by each process, under several processes)
 
 
-def check_fit_arguments(epochs: int, metric: str, patience: int, accumulation_steps: int) -> None:
+def _check_fit_arguments(epochs: int, metric: str, patience: int, accumulation_steps: int) -> None:
     """A clear ``ValueError`` for an argument of :func:`fit` out of range."""
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
@@ -368,7 +367,7 @@ def check_fit_arguments(epochs: int, metric: str, patience: int, accumulation_st
         raise ValueError(f"accumulation_steps must be at least 1, got {accumulation_steps}")
 
 
-def check_not_empty(loader: Iterable, name: str) -> int:
+def _check_not_empty(loader: Iterable, name: str) -> int:
     """``len(loader)``; a clear error before any training when it is 0."""
     try:
         size = len(loader)
@@ -377,6 +376,31 @@ def check_not_empty(loader: Iterable, name: str) -> int:
     if size == 0:
         raise ValueError(f"the {name} loader is empty (0 batches): check the data it was built from")
     return size
+
+
+def optimizer_for_fit(
+    model: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    warmup_ratio: float,
+    patience: int,
+    metric: str,
+    accumulation_steps: int,
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """What :func:`fit` (and :func:`companion.distributed.fit`) do before training.
+
+    Refuses bad arguments and empty loaders before any work, then makes the AdamW
+    optimiser and the schedule, which counts optimiser updates (``accumulation_steps``
+    batches each), not batches.
+    """
+    _check_fit_arguments(epochs, metric, patience, accumulation_steps)
+    batches = _check_not_empty(train_loader, "training")
+    _check_not_empty(val_loader, "validation")
+    optimizer = make_optimizer(model, lr, weight_decay)
+    return optimizer, make_scheduler(optimizer, epochs * -(-batches // accumulation_steps), warmup_ratio)
 
 
 def train_with_early_stopping(
@@ -396,7 +420,7 @@ def train_with_early_stopping(
     ``patience`` epochs, and a non-finite validation loss raises :class:`DivergedError`.
     Shared by :func:`fit` and :func:`companion.distributed.fit`.
     """
-    check_fit_arguments(epochs, metric, patience, accumulation_steps)
+    _check_fit_arguments(epochs, metric, patience, accumulation_steps)
     sign = -1.0 if metric == "loss" else 1.0
     best_score, best_epoch, best_state, waited = -float("inf"), 0, None, 0
     history, step_losses = [], []
@@ -462,14 +486,12 @@ def fit(
     that many batches per update (see :func:`train_epoch`); the schedule counts updates.
     For several processes or GPUs, see :func:`companion.distributed.fit`.
     """
-    check_fit_arguments(epochs, metric, patience, accumulation_steps)
-    batches = check_not_empty(train_loader, "training")
-    check_not_empty(val_loader, "validation")
     device = torch.device(device)
     dtype = resolve_precision(device, precision)
     model.to(device)
-    optimizer = make_optimizer(model, lr, weight_decay)
-    scheduler = make_scheduler(optimizer, epochs * -(-batches // accumulation_steps), warmup_ratio)
+    optimizer, scheduler = optimizer_for_fit(
+        model, train_loader, val_loader, epochs, lr, weight_decay, warmup_ratio, patience, metric, accumulation_steps
+    )
 
     def train_one_epoch(epoch: int) -> list[float]:
         set_epoch(train_loader, epoch)

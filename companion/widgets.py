@@ -30,13 +30,14 @@ def attention_maps(model: nn.Module, tokenizer, sentence: str) -> tuple[list[str
     if not sentence.strip():
         raise ValueError("sentence must be a non-empty string")
     limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    batch = tokenizer(sentence, return_tensors="pt", truncation=limit is not None, max_length=limit)
-    if limit is not None and len(tokenizer(sentence)["input_ids"]) > limit:
+    batch = tokenizer(sentence, return_tensors="pt")
+    if limit is not None and batch["input_ids"].shape[1] > limit:
         warnings.warn(
             f"the text has more tokens than the model's {limit} positions; showing attention over its first "
             f"{limit} tokens only",
             stacklevel=2,
         )
+        batch = tokenizer(sentence, return_tensors="pt", truncation=True, max_length=limit)
     with torch.no_grad():
         out = model(**batch, output_attentions=True)
     if not out.attentions or out.attentions[0] is None:
