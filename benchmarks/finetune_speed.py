@@ -7,7 +7,7 @@ configuration trains on a fixed list of collated batches, so data loading is lef
 
     .venv/bin/python benchmarks/finetune_speed.py                 # CPU here; CUDA when present
     .venv/bin/python benchmarks/finetune_speed.py --steps 20 --repeats 5 --compile
-    .venv/bin/python benchmarks/finetune_speed.py --json benchmarks/results/cpu-KIND.json
+    .venv/bin/python benchmarks/finetune_speed.py --json companion/records/cpu-KIND.json
 
 Configurations (1-4 run the book's own ``companion.training.train_epoch``):
   1. article      -- every example padded to 128 tokens (the source article's recipe)
@@ -64,7 +64,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile)")
     parser.add_argument("--inference-sentences", type=int, default=256)
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--json", type=Path,
+                        help="also write the figures to this JSON file (the book's records: companion/records/)")
     args = parser.parse_args()
 
     env = setup(seed=0)

@@ -7,7 +7,7 @@ validation keeps the best), then the test split once, for each head asked for. T
 chapter places its own result beside the record of the head it chose.
 
     .venv/bin/python benchmarks/full_split.py --pooling cls mean --lr 2e-4 \\
-        --json benchmarks/results/full_split.json
+        --json companion/records/full_split.json
 
 Prints one line per epoch and the test metrics; ``--json`` also writes them, with the
 machine, the versions and the seconds it took, under ``runs`` by head (a head not run
@@ -43,7 +43,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, help="also write the record to this JSON file")
+    parser.add_argument("--json", type=Path,
+                        help="also write the record to this JSON file (the book's: companion/records/full_split.json)")
     args = parser.parse_args()
 
     env = setup(seed=args.seed)

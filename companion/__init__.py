@@ -17,6 +17,7 @@ One small module per idea, in the order the book meets them:
 - :mod:`companion.triage` -- routing and prioritising messages with two classifiers;
 - :mod:`companion.distributed` -- Accelerate around the loop: several processes or GPUs;
 - :mod:`companion.finetune` -- the walkthrough's fine-tune as a command-line program;
+- :mod:`companion.records` -- the measured records the chapters read (speed, full split, times);
 - :mod:`companion.book` -- the book's own structure (chapters, repository address).
 
 Modules are imported by name (``from companion.data import load_rotten_tomatoes``), so

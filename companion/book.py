@@ -2,8 +2,13 @@
 
 Used by the Makefile (``python -m companion.book notebooks`` lists the chapters nbval
 runs, in reading order), by ``tests/test_book.py``, and by ``tools/execute.py``, which
-records how long each chapter took in ``book/chapter_times.json`` (read back with
-:func:`chapter_times`; the table of *Getting started* is :func:`chapter_times_table`).
+records how long each chapter took in ``companion/records/chapter_times.json`` (read back
+with :func:`chapter_times`; the table of *Getting started* is :func:`chapter_times_table`).
+
+What the chapters call (:func:`glue`, :func:`chapter_times`, :func:`chapter_times_table`,
+:func:`repository_url`) also works where only the package is installed (Colab): the record
+of chapter times ships with it (see :mod:`companion.records`) and holds the table of
+contents it was written against.
 """
 
 from __future__ import annotations
@@ -18,11 +23,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pandas is imported only when a table is asked for
     import pandas
 
-__all__ = ["book_root", "toc_files", "toc_notebooks", "repository_url", "glue",
+__all__ = ["book_root", "toc_files", "toc_notebooks", "REPOSITORY_URL", "repository_url", "glue",
            "CHAPTER_TIMES", "chapter_times", "record_chapter_time", "chapter_times_table"]
 
-#: The record of measured chapter times, relative to :func:`book_root`.
-CHAPTER_TIMES = "book/chapter_times.json"
+#: The record of measured chapter times, relative to :func:`book_root` (package data:
+#: :func:`companion.records.load_record` reads it as ``"chapter_times"``).
+CHAPTER_TIMES = "companion/records/chapter_times.json"
+#: The book's repository. ``_config.yml`` (``repository.url``) is the address the book is
+#: built with; this copy lets the package name it where it is installed without the book
+#: (Colab). ``tests/test_book.py`` checks that the two, and the setup cell, agree.
+REPOSITORY_URL = "https://github.com/transformers-in-practice/transformers-in-practice"
 
 
 def book_root() -> Path:
@@ -64,9 +74,15 @@ def toc_notebooks(root: Path | None = None) -> list[Path]:
 
 
 def repository_url(root: Path | None = None) -> str:
-    """``repository.url`` from ``_config.yml``: the one place the address is written."""
-    root = root or book_root()
-    return _load_yaml(root / "_config.yml")["repository"]["url"]
+    """The book's repository: ``repository.url`` of ``root``'s ``_config.yml``, or without a root
+    :data:`REPOSITORY_URL` (which works outside a clone; a test checks it equals ``_config.yml``'s).
+
+    >>> repository_url().startswith("https://github.com/")
+    True
+    """
+    if root is None:
+        return REPOSITORY_URL
+    return _load_yaml(Path(root) / "_config.yml")["repository"]["url"]
 
 
 def glue(name: str, value: object, display: bool = False) -> None:
@@ -94,22 +110,23 @@ def chapter_times(root: Path | None = None) -> dict[str, dict[str, dict]]:
     :func:`companion.env.pick_device` names it (``"cpu"``, ``"cuda"``, ``"mps"``), and an
     entry holds ``seconds``, ``cpu`` (model name and vector units, from
     :func:`companion.env.cpu_kind`), ``cores``, ``date``, ``torch`` and, on a GPU,
-    ``gpu``. ``tools/execute.py`` writes it; *Getting started* shows it. Outside a
-    clone of the book (in Colab, where only the package is installed) there is no record:
-    the result is empty too.
+    ``gpu``. ``tools/execute.py`` writes it; *Getting started* shows it. Without ``root``
+    it is the record shipped with the package (:func:`companion.records.load_record`), so
+    it reads the same in a clone and where only the package is installed (Colab).
 
     >>> times = chapter_times()
     >>> all(name.startswith("book/") for name in times)
     True
     """
-    try:
-        root = root or book_root()
-    except FileNotFoundError:
-        return {}
-    path = root / CHAPTER_TIMES
-    if not path.is_file():
-        return {}
-    return json.loads(path.read_text(encoding="utf-8"))["chapters"]
+    return _times_record(root).get("chapters", {})
+
+
+def _times_record(root: Path | None = None) -> dict:
+    """The whole record of chapter times (``chapters`` and ``toc``), empty before any run."""
+    from companion.records import records_dir
+
+    path = Path(root) / CHAPTER_TIMES if root is not None else records_dir() / Path(CHAPTER_TIMES).name
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def record_chapter_time(notebook: Path, seconds: float, device: str = "cpu", gpu: str | None = None,
@@ -119,7 +136,9 @@ def record_chapter_time(notebook: Path, seconds: float, device: str = "cpu", gpu
     The file is locked (``fcntl.flock``) from read to write, so that several people or
     processes executing chapters at once never lose each other's entries. Only chapters
     listed in ``_toc.yml`` are recorded (``ValueError`` otherwise). Used by
-    ``tools/execute.py``, not by the chapters.
+    ``tools/execute.py``, not by the chapters. The record also stores, under ``toc``, every
+    chapter of ``_toc.yml`` in reading order with its title, so that
+    :func:`chapter_times_table` can list them where there is no ``_toc.yml`` (Colab).
     """
     import fcntl
 
@@ -138,6 +157,9 @@ def record_chapter_time(notebook: Path, seconds: float, device: str = "cpu", gpu
     if gpu:
         entry["gpu"] = gpu
     path = root / CHAPTER_TIMES
+    path.parent.mkdir(parents=True, exist_ok=True)
+    toc = [{"chapter": nb.relative_to(root).with_suffix("").as_posix(), "title": _title(nb)}
+           for nb in toc_notebooks(root)]
     with open(path, "a+", encoding="utf-8") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
         handle.seek(0)
@@ -147,6 +169,7 @@ def record_chapter_time(notebook: Path, seconds: float, device: str = "cpu", gpu
             "chapters": {}}
         record["chapters"].setdefault(name, {})[device] = entry
         record["chapters"] = dict(sorted(record["chapters"].items()))
+        record["toc"] = toc
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
@@ -172,22 +195,30 @@ def chapter_times_table(root: Path | None = None) -> pandas.DataFrame:
 
     A chapter not yet executed with ``tools/execute.py`` reads "not recorded". A DataFrame
     shows as a table in Jupyter, in Colab and in the built book alike (myst-nb renders a
-    cell's Markdown output as CommonMark, which has no tables). Outside a clone of the
-    book (in Colab) there is no record and no table of contents: the table is empty.
+    cell's Markdown output as CommonMark, which has no tables). In a clone, the chapters
+    are those of ``_toc.yml`` now; where only the package is installed (Colab), those the
+    shipped record was written against (its ``toc``).
     """
     import pandas as pd
 
     columns = ["on the CPU", "measured on", "on a GPU"]
-    try:
-        root = root or book_root()
-    except FileNotFoundError:
-        return pd.DataFrame(columns=columns).rename_axis("chapter")
-    times = chapter_times(root)
+    if root is None:
+        try:
+            root = book_root()
+        except FileNotFoundError:
+            root = None
+    if root is not None:
+        chapters = [(nb.relative_to(root).with_suffix("").as_posix(), _title(nb)) for nb in toc_notebooks(root)]
+        times = chapter_times(root)
+    else:
+        record = _times_record()
+        chapters = [(entry["chapter"], entry["title"]) for entry in record.get("toc", [])]
+        times = record.get("chapters", {})
     rows = {}
-    for notebook in toc_notebooks(root):
-        measured = times.get(notebook.relative_to(root).with_suffix("").as_posix(), {})
+    for name, title in chapters:
+        measured = times.get(name, {})
         cpu, gpu = measured.get("cpu"), measured.get("cuda")
-        rows[_title(notebook)] = [
+        rows[title] = [
             _duration(cpu["seconds"]) if cpu else "not recorded",
             f"{cpu['cpu']}, {cpu['cores']} cores, torch {cpu['torch']}, {cpu['date']}" if cpu else "",
             f"{_duration(gpu['seconds'])} ({gpu.get('gpu', 'CUDA')})" if gpu else "not recorded",

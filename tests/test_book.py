@@ -101,6 +101,11 @@ def test_colab_branch_installs_the_companion_package(tmp_path: Path) -> None:
     assert (tmp_path / "site" / "companion" / "env.py").is_file()
 
 
+def test_the_repository_address_is_the_same_everywhere() -> None:
+    """_config.yml builds the book; companion.book.REPOSITORY_URL names it where the book is not (Colab)."""
+    assert repository_url() == repository_url(ROOT), "companion.book.REPOSITORY_URL and _config.yml differ"
+
+
 def test_outside_colab_the_setup_cell_does_nothing(tmp_path: Path) -> None:
     env = dict(os.environ, PIP_TARGET=str(tmp_path / "site"))
     done = subprocess.run([sys.executable, "-c", setup_cell(NOTEBOOKS[0])], env=env,

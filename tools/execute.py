@@ -8,8 +8,9 @@
 Outputs are never typed by hand: this script is how they get into the notebooks.
 
 Each chapter's execution time (with the CPU model, cores, date and torch version) goes
-into ``book/chapter_times.json``, the one record of chapter times that *Getting started*
-and the README point to (``companion.book.record_chapter_time``; ``--no-record`` skips it).
+into ``companion/records/chapter_times.json`` (package data, so Colab has it too), the one
+record of chapter times that *Getting started* and the README point to
+(``companion.book.record_chapter_time``; ``--no-record`` skips it).
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def record(path: Path, seconds: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--from-percent", type=Path, help="build the (single) notebook from this script first")
-    parser.add_argument("--no-record", action="store_true", help="do not store the times in book/chapter_times.json")
+    parser.add_argument("--no-record", action="store_true",
+                        help="do not store the times in companion/records/chapter_times.json")
     parser.add_argument("notebooks", nargs="+", type=Path)
     args = parser.parse_args()
     if args.from_percent:
