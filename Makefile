@@ -1,5 +1,6 @@
 # The two commands of the README:
-#   make book   -> builds the online book into _build/html (no warnings allowed)
+#   make book   -> builds the online book into _build/html and its Chinese edition into
+#                  _build/html/zh (no warnings allowed in either)
 #   make test   -> lint, unit tests, and nbval over every chapter in _toc.yml
 # Both create .venv and install requirements.txt first when needed.
 PYTHON ?= python3.11
@@ -7,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test lint unit nbval setup clean browser check-site
+.PHONY: book catalogs test lint unit nbval setup clean browser check-site
 
 setup: $(STAMP)
 
@@ -20,10 +21,16 @@ $(STAMP): requirements.txt pyproject.toml
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build . -W --keep-going
-	@echo "Book built: _build/html/index.html"
+	$(BIN)/python tools/i18n.py build
+	@echo "Book built: _build/html/index.html, and in Chinese _build/html/zh/index.html"
+
+# After editing a page: bring the message catalogs locales/zh_CN/LC_MESSAGES/<page>.po up to
+# date with the sources (new messages untranslated, changed ones fuzzy); then translate them.
+catalogs: $(STAMP)
+	$(BIN)/python tools/i18n.py catalogs
 
 lint: $(STAMP)
-	$(BIN)/ruff check companion tests benchmarks site_tests tools
+	$(BIN)/ruff check companion tests benchmarks site_tests tools _ext
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests
