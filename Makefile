@@ -42,10 +42,12 @@ nbval: $(STAMP)
 test: lint unit nbval
 
 # The built site in headless Chromium (run after `make book`): pages, images, console, math,
-# links, Colab buttons, page weight. `browser` installs Debian's chromium and chromedriver when
-# missing (needs root) and fetches, with npm, local copies of the CDN scripts the pages load.
+# links, Colab buttons, page weight, in both editions. `browser` installs Debian's chromium and
+# chromedriver, and a CJK font for the Chinese pages (fonts-noto-cjk), when missing (needs root)
+# and fetches, with npm, local copies of the CDN scripts the pages load.
 browser:
 	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { apt-get update && apt-get install -y chromium chromium-driver; }
+	@fc-list :lang=zh 2>/dev/null | grep -q . || { apt-get update && apt-get install -y fonts-noto-cjk; }
 	$(BIN)/python site_tests/cdn.py
 
 check-site: $(STAMP) browser

@@ -54,8 +54,9 @@ def other_edition(pagename: str, chinese: bool) -> dict[str, str]:
 
 
 def add_template(app: Sphinx, config: Config) -> None:
-    """Put the language switch first among the buttons of the article header."""
+    """Put the language switch first among the buttons of the article header (with its style)."""
     config.templates_path = [*config.templates_path, str(Path(__file__).parent / "templates")]
+    config.html_static_path = [*config.html_static_path, str(Path(__file__).parent / "static")]
     options = dict(config.html_theme_options or {})
     end = list(options.get("article_header_end") or ["article-header-buttons.html"])
     if TEMPLATE not in end:
@@ -114,6 +115,7 @@ def _glue_in_translations() -> None:
 
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("config-inited", add_template)
+    app.add_css_file("book_i18n.css")
     # Before pydata-sphinx-theme (500), which drops header templates that render empty.
     app.connect("html-page-context", add_language_switch, priority=400)
     app.add_transform(KeepDocstringsEnglish)

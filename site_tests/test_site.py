@@ -1,13 +1,17 @@
 """The built book in a real browser: every page renders, links hold, Colab links, page weight.
 
 Run with ``make check-site`` after ``make book``. Each page of ``_toc.yml`` is loaded once in
-headless Chromium (see conftest.py); the per-page tests read what that visit recorded.
+headless Chromium (see conftest.py), in both editions: English (``_build/html/<page>``) and
+Chinese (``_build/html/zh/<page>``); the per-page tests read what that visit recorded. The
+Chinese pages must also show Chinese text drawn with a real CJK font (not boxes), and every
+page must link to the same page in the other language.
 """
 
 from __future__ import annotations
 
 import functools
 import posixpath
+import re
 import urllib.error
 import urllib.request
 from html.parser import HTMLParser
@@ -20,8 +24,13 @@ import pytest
 from companion.book import book_root, repository_url, toc_files
 
 ROOT = book_root()
-PAGES = [f"{name}.html" for name in toc_files(ROOT)]
+ZH = "zh/"  # the Chinese edition, inside the English site (tools/i18n.py)
+ENGLISH = [f"{name}.html" for name in toc_files(ROOT)]
+CHINESE = [ZH + page for page in ENGLISH]
+PAGES = ENGLISH + CHINESE
 CHAPTERS = [f"{name}.html" for name in toc_files(ROOT) if (ROOT / f"{name}.ipynb").is_file()]
+CHAPTERS += [ZH + page for page in CHAPTERS]
+MIN_CJK = 20  # Chinese characters in the article of a Chinese page, at least (the bibliography has 26)
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 MIN_TEXT = 200  # characters of visible text below which a page counts as blank
 MAX_PAGE_BYTES = 3_000_000  # one page: its HTML plus its images
@@ -56,19 +65,50 @@ const start = Date.now();
 """
 PAGE_JS = """
 const h1 = document.querySelector('main h1, article h1, h1');
+const main = document.querySelector('main') || document.body;
+const prose = 'p, li, h1, h2, h3, h4, dt, dd, figcaption, summary, th, td, .admonition-title';
 return {
   h1: h1 ? h1.textContent.replace(/[#¶]\\s*$/, '').trim() : '',
-  text: (document.querySelector('main') || document.body).innerText,
+  text: main.innerText,
+  article: (document.querySelector('article') || main).innerText,
+  prose: Array.from(main.querySelectorAll(prose)).filter(e => !e.closest('pre, .cell_output, .output'))
+    .map(e => e.textContent).join('\\n'),
+  lang: document.documentElement.lang,
   math: document.querySelectorAll('.math').length,
   mjx: document.querySelectorAll('mjx-container').length,
   links: Array.from(document.querySelectorAll('a[href]')).map(a => [a.getAttribute('href'), a.href]),
+  switches: Array.from(document.querySelectorAll('a.book-language-switch')).map(a => a.href),
 };
 """
+# Draws a few common Chinese characters in the font of the page's prose. With no CJK font
+# the browser draws the same empty box ("tofu") for each; with one, four different glyphs.
+GLYPHS_JS = """
+const style = getComputedStyle(document.querySelector('main p') || document.body);
+const draw = ch => {
+  const canvas = document.createElement('canvas');
+  canvas.width = canvas.height = 48;
+  const context = canvas.getContext('2d');
+  context.font = `32px ${style.fontFamily}`;
+  context.textBaseline = 'top';
+  context.fillText(ch, 4, 4);
+  return Array.from(context.getImageData(0, 0, 48, 48).data.filter((v, i) => i % 4 === 3)).join(',');
+};
+const bitmaps = ['的', '模', '型', '练'].map(draw);
+return {family: style.fontFamily, distinct: new Set(bitmaps).size,
+        blank: bitmaps.filter(b => !/[1-9]/.test(b)).length};
+"""
+# Role syntax that should have been parsed: a translation that broke its markup shows it raw.
+RAW_MARKUP = re.compile(r"\{(?:glue(?::\w+)?|term|ref|doc|numref|cite(?::\w+)?|py:\w+|eq|math)\}`")
 
 
 def built(site: Path) -> list[str]:
-    """The pages of _toc.yml that exist in the build (a missing one fails test_page_renders)."""
+    """The pages of _toc.yml, in both editions, that exist in the build (a missing one fails test_page_renders)."""
     return [page for page in PAGES if (site / page).is_file()]
+
+
+def counterpart(page: str) -> str:
+    """The same page in the other edition."""
+    return page.removeprefix(ZH) if page.startswith(ZH) else ZH + page
 
 
 @functools.cache
@@ -86,6 +126,7 @@ def visit(driver, base_url: str, page: str) -> dict:
     record["mathjax"] = driver.execute_async_script(MATHJAX_JS) if record["math"] else "no math"
     record.update(driver.execute_script(PAGE_JS))  # again, after typesetting
     record["images"] = driver.execute_async_script(IMAGES_JS)
+    record["glyphs"] = driver.execute_script(GLYPHS_JS) if page.startswith(ZH) else None
     record["console"] = [entry["message"] for entry in driver.get_log("browser")
                          if entry["level"] == "SEVERE" and not any(s in entry["message"] for s in IGNORED_CONSOLE)]
     return record
@@ -103,6 +144,42 @@ def test_page_renders(load, page: str) -> None:
     assert record["h1"], f"{page}: no <h1> title"
     assert record["h1"] in record["title"], f"{page}: <title> {record['title']!r} lacks the heading {record['h1']!r}"
     assert len(record["text"].strip()) > MIN_TEXT, f"{page}: only {len(record['text'].strip())} characters visible"
+    lang = "zh-CN" if page.startswith(ZH) else "en"
+    assert record["lang"] == lang, f"{page}: <html lang={record['lang']!r}>, expected {lang!r}"
+
+
+@pytest.mark.parametrize("page", CHINESE)
+def test_chinese_text_is_visible(load, page: str) -> None:
+    """The Chinese page is in Chinese, drawn with a CJK font rather than boxes."""
+    record = load(page)
+    catalog = f"locales/zh_CN/LC_MESSAGES/{page.removeprefix(ZH).removesuffix('.html')}.po"
+    cjk = len(re.findall(r"[\u3400-\u9fff]", record["article"]))
+    assert re.search(r"[\u3400-\u9fff]", record["h1"]), f"{page}: title {record['h1']!r} not in Chinese ({catalog})"
+    assert cjk >= MIN_CJK, f"{page}: {cjk} Chinese characters in the article (at least {MIN_CJK}): translate {catalog}"
+    glyphs = record["glyphs"]
+    assert glyphs["blank"] == 0 and glyphs["distinct"] == 4, (
+        f"{page}: Chinese characters draw as {glyphs['distinct']} distinct shapes ({glyphs['blank']} blank) in "
+        f"{glyphs['family']}: no CJK font (make browser installs Debian's fonts-noto-cjk)")
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_language_switch_goes_to_the_same_page(load, base_url: str, page: str) -> None:
+    switches = load(page)["switches"]
+    expected = urljoin(base_url, counterpart(page))
+    assert switches == [expected], f"{page}: language links {switches}, expected [{expected!r}]"
+
+
+def test_chinese_landing_page_redirects(site: Path) -> None:
+    index = site / ZH / "index.html"
+    assert index.is_file(), f"{index} is missing: make book builds the Chinese edition (tools/i18n.py build)"
+    assert "book/intro.html" in index.read_text(encoding="utf-8"), f"{index} does not lead to book/intro.html"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_raw_markup(load, page: str) -> None:
+    """No role left unparsed in the prose (what a translation that broke its markup would show)."""
+    raw = sorted(set(RAW_MARKUP.findall(load(page)["prose"])))
+    assert not raw, f"{page}: unparsed MyST roles in the text: {raw}"
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -117,7 +194,7 @@ def diagram_cells(page: str) -> list:
 
     import nbformat
 
-    notebook = ROOT / page.replace(".html", ".ipynb")
+    notebook = ROOT / page.removeprefix(ZH).replace(".html", ".ipynb")
     if not notebook.is_file():
         return []
     call = re.compile(r"\b\w+_diagram\(")
@@ -190,16 +267,17 @@ def test_internal_links_and_anchors_resolve(site: Path, load, base_url: str) -> 
     assert not broken, f"{len(broken)} broken internal links:\n" + "\n".join(broken)
 
 
-def test_citations_point_into_the_bibliography(site: Path, load) -> None:
-    """Every citation of a chapter is a link to an entry of the bibliography page."""
-    bibliography = next(p for p in PAGES if p.endswith("bibliography.html"))
+def test_citations_point_into_the_bibliography(site: Path, load, base_url: str) -> None:
+    """Every citation of a chapter is a link to an entry of its edition's bibliography page."""
+    bibliography = next(p for p in ENGLISH if p.endswith("bibliography.html"))
     found, broken = 0, []
     for page in built(site):
-        for href, _ in load(page)["links"]:
-            path, _, fragment = href.partition("#")
+        own = urljoin(base_url, (ZH if page.startswith(ZH) else "") + bibliography)
+        for href, absolute in load(page)["links"]:
+            path, _, fragment = absolute.partition("#")
             if posixpath.basename(path) == "bibliography.html" and fragment.startswith("id"):
                 found += 1
-                if fragment not in ids_of(site / bibliography):
+                if path != own or fragment not in ids_of(site / urlsplit(own).path.lstrip("/")):
                     broken.append(f"{page}: {href}")
     assert found, "no citation links found at all"
     assert not broken, "citations pointing nowhere:\n" + "\n".join(broken)
@@ -208,7 +286,8 @@ def test_citations_point_into_the_bibliography(site: Path, load) -> None:
 @pytest.mark.parametrize("page", CHAPTERS)
 def test_colab_button_opens_this_notebook(load, page: str) -> None:
     owner_repo = urlsplit(repository_url(ROOT)).path.strip("/")
-    expected = f"https://colab.research.google.com/github/{owner_repo}/blob/main/{page.removesuffix('.html')}.ipynb"
+    notebook = page.removeprefix(ZH).removesuffix(".html")  # both editions open the one notebook
+    expected = f"https://colab.research.google.com/github/{owner_repo}/blob/main/{notebook}.ipynb"
     colab = [absolute for _, absolute in load(page)["links"] if absolute.startswith("https://colab.research.google.com")]
     assert colab == [expected], f"{page}: Colab links {colab}, expected [{expected!r}]"
 
@@ -237,15 +316,19 @@ def test_page_weight(site: Path, capsys) -> None:
         html = site / page
         images = {(html.parent / src).resolve() for src, _ in ImageSources.of(html)}
         weights[page] = html.stat().st_size + sum(p.stat().st_size for p in images if p.is_file())
-    total = sum(p.stat().st_size for p in site.rglob("*") if p.is_file())
+    # Each edition on its own: a reader downloads one of them.
+    files = [p for p in site.rglob("*") if p.is_file()]
+    chinese = sum(p.stat().st_size for p in files if p.is_relative_to(site / ZH))
+    english = sum(p.stat().st_size for p in files) - chinese
     largest = max(weights, key=weights.get)
     with capsys.disabled():
-        print(f"\nsite weight: {total / 1e6:.1f} MB in _build/html; largest page {largest} "
-              f"{weights[largest] / 1e6:.2f} MB with its images")
+        print(f"\nsite weight: English {english / 1e6:.1f} MB (_build/html), Chinese {chinese / 1e6:.1f} MB "
+              f"(_build/html/zh); largest page {largest} {weights[largest] / 1e6:.2f} MB with its images")
         for page, size in sorted(weights.items(), key=lambda item: -item[1]):
             print(f"  {size / 1e6:6.2f} MB  {page}")
     assert weights[largest] <= MAX_PAGE_BYTES, f"{largest} weighs {weights[largest]:,} bytes (limit {MAX_PAGE_BYTES:,})"
-    assert total <= MAX_SITE_BYTES, f"the site weighs {total:,} bytes (limit {MAX_SITE_BYTES:,})"
+    for edition, total in (("English", english), ("Chinese", chinese)):
+        assert total <= MAX_SITE_BYTES, f"the {edition} site weighs {total:,} bytes (limit {MAX_SITE_BYTES:,})"
 
 
 class ImageSources(HTMLParser):
@@ -268,7 +351,9 @@ class ImageSources(HTMLParser):
 def test_screenshots(driver, base_url: str) -> None:
     """The landing page and one chapter, kept as CI artefacts in _build/screenshots."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for name, page in (("landing", "index.html"), ("chapter", CHAPTERS[min(1, len(CHAPTERS) - 1)])):
+    # The landing page itself, not index.html: that redirects, and the picture would catch it half loaded.
+    for name, page in (("landing", ENGLISH[0]), ("chapter", CHAPTERS[min(1, len(CHAPTERS) - 1)]),
+                       ("landing-zh", CHINESE[0])):
         driver.get(urljoin(base_url, page))
         if driver.execute_script("return document.querySelectorAll('.math').length"):
             driver.execute_async_script(MATHJAX_JS)

@@ -45,6 +45,7 @@ BUILD = ROOT / "_build"
 ZH_BUILD = BUILD / "zh"  # _build/zh/html, _build/zh/.doctrees, _build/zh/jupyter_execute
 ZH_SITE = BUILD / "html" / "zh"  # where the Chinese edition is published, inside the English site
 POT_BUILD = BUILD / "i18n"  # _build/i18n/gettext (the .pot templates), its doctrees beside it
+TITLE = "Transformers 实战"  # the site title (html_title) of the Chinese edition, as book/intro.po has it
 
 # {role}`content`: the content's target is what follows "<" when it ends with ">" (e.g.
 # {term}`注意力掩码 <attention mask>`), otherwise the whole content.
@@ -213,7 +214,7 @@ def summary() -> str:
 def build_chinese() -> None:
     """Build the Chinese edition into ``_build/zh/html`` and publish it as ``_build/html/zh``."""
     start = time.perf_counter()
-    sphinx_build("html", ZH_BUILD / "html", {"language": LANGUAGE}, quiet=True)
+    sphinx_build("html", ZH_BUILD / "html", {"language": LANGUAGE, "html_title": TITLE}, quiet=True)
     if ZH_SITE.exists():
         shutil.rmtree(ZH_SITE)
     shutil.copytree(ZH_BUILD / "html", ZH_SITE)
