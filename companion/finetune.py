@@ -4,7 +4,8 @@
 It loads the Rotten Tomatoes splits, tokenizes them to 64 tokens, batches the training
 split by length, fine-tunes with :func:`companion.training.fit` (AdamW, warm-up and
 linear decay, clipping, early stopping on validation accuracy), evaluates the test split
-once, and saves the model and a ``metrics.json`` into the output folder. Every step goes
+once, and saves the model, a ``metrics.json`` and a model card (``README.md``, with the same
+figures) into the output folder. Every step goes
 through an :class:`~accelerate.Accelerator`, so the same program runs unchanged under
 ``accelerate launch``: one process or several, CPU or GPUs. See ``book/scaling_out.ipynb``.
 
@@ -151,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         type=Path,
         default=Path("_outputs") / "finetune",
-        help="folder for the saved model and metrics.json (written by the main process only)",
+        help="folder for the saved model, metrics.json and the model card (written by the main process only)",
     )
     parser.add_argument("--cpu", action="store_true", help="keep every process on the CPU (gloo between processes)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -285,6 +286,7 @@ def run(args: argparse.Namespace) -> dict:
     }
     if accelerator.is_main_process:
         _write_metrics(record, Path(args.output))
+        _write_card(record, Path(args.output), accelerator.unwrap_model(model))
     accelerator.print(
         f"{processes} process{'es' if processes > 1 else ''}, effective batch {record['effective_batch_size']}: "
         f"{result.updates} updates in "
@@ -302,6 +304,18 @@ def _write_metrics(record: dict, folder: Path) -> None:
     partial = folder / f".{METRICS_FILE}.{os.getpid()}.part"
     partial.write_text(text, encoding="utf-8")
     os.replace(partial, folder / METRICS_FILE)
+
+
+def _write_card(record: dict, folder: Path, model) -> Path:
+    """The model card ``README.md`` beside the weights, with the figures of ``metrics.json``."""
+    from companion.model_card import sentiment_card, write_model_card
+
+    sizes = {name: record[f"{name}_examples"] for name in ("train", "validation", "test")}
+    training = {"learning rate": record["lr"], "epochs run": record["epochs_run"],
+                "effective batch": record["effective_batch_size"], "processes": record["processes"],
+                "mixed precision": record["mixed_precision"]}
+    card = sentiment_card(sizes, record["test"], base=record["checkpoint"], training=training)
+    return write_model_card(folder, card, model)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

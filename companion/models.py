@@ -35,6 +35,8 @@ from transformers import (
 )
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from companion.model_card import ModelCard, write_model_card
+
 __all__ = [
     "DEFAULT_CHECKPOINT",
     "ModelError",
@@ -294,12 +296,24 @@ def freeze(model: PreTrainedModel, strategy: str = "all", top_k: int = 0) -> tup
     return count_parameters(model)
 
 
-def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: str | Path) -> Path:
-    """Save weights (safetensors), config and tokenizer into ``folder``; return it."""
+def save_model(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: str | Path, card: ModelCard | None = None
+) -> Path:
+    """Save weights (safetensors), config and tokenizer into ``folder``; return it.
+
+    With ``card`` (a :class:`~companion.model_card.ModelCard`, for example
+    :func:`~companion.model_card.sentiment_card` with the split sizes and test metrics), also
+    write the model card ``README.md`` beside the weights: base checkpoint, data and split,
+    metrics, intended use, limits and how to load, under YAML front matter.
+    """
+    if card is not None and not isinstance(card, ModelCard):
+        raise TypeError(f"card must be a ModelCard or None, got {type(card).__name__}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
+    if card is not None:
+        write_model_card(folder, card, model)
     return folder
 
 

@@ -197,8 +197,12 @@ def test_two_cpu_processes_train_save_once_and_evaluate_like_one(tmp_path: Path,
     assert record["processes"] == 2 and record["distributed_type"] == "MULTI_CPU"
     assert record["effective_batch_size"] == 16 and record["threads_per_process"] == 1
     saved = sorted(p.name for p in output.iterdir())
-    assert saved == ["config.json", METRICS_FILE, "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
-    assert record["files_written_by_process"] == [4, 0]
+    assert saved == ["README.md", "config.json", METRICS_FILE, "model.safetensors", "tokenizer.json",
+                     "tokenizer_config.json"]
+    assert record["files_written_by_process"] == [4, 0]  # save_model's files; then metrics.json and the card
+    card = (output / "README.md").read_text()
+    assert f"| accuracy | {record['test']['accuracy']:.4f} |" in card
+    assert f"| train | {record['train_examples']:,} |" in card
 
     model, _ = load_saved(output)
     test = tokenize_dataset(stratified_subset(load_rotten_tomatoes()["test"], 75, seed=0), tokenizer, 64)
