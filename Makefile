@@ -31,6 +31,7 @@ catalogs: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check companion tests benchmarks site_tests tools _ext
+	$(BIN)/actionlint .github/workflows/ci.yml .github/workflows/pages.yml
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests
