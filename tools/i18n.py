@@ -159,22 +159,27 @@ def catalog_problems(path: Path) -> list[str]:
     return problems
 
 
-def sphinx_build(builder: str, outdir: Path, overrides: dict | None = None, quiet: bool = True) -> None:
-    """One Sphinx build of the book as ``jupyter-book build .`` configures it (warnings are errors)."""
+def sphinx_build(builder: str, outdir: Path, overrides: dict | None = None, quiet: bool = True,
+                 strict: bool = True) -> None:
+    """One Sphinx build of the book as ``jupyter-book build .`` configures it (``strict``: warnings are errors)."""
     from jupyter_book.sphinx import build_sphinx
 
     confoverrides = {"external_toc_path": str(ROOT / "_toc.yml"), "latex_individualpages": False,
                      **(overrides or {})}
     result = build_sphinx(ROOT, outdir, noconfig=True, path_config=str(ROOT / "_config.yml"),
                           confoverrides=confoverrides, doctreedir=outdir.parent / f".doctrees-{builder}",
-                          builder=builder, warningiserror=True, keep_going=True, quiet=quiet)
+                          builder=builder, warningiserror=strict, keep_going=True, quiet=quiet)
     if result:
         raise SystemExit(f"error: the {builder} build of the book failed ({result!r}); see the messages above")
 
 
 def extract(outdir: Path) -> dict[str, Path]:
-    """Write the ``.pot`` templates of every page into ``outdir`` (the ``gettext`` builder)."""
-    sphinx_build("gettext", outdir)
+    """Write the ``.pot`` templates of every page into ``outdir`` (the ``gettext`` builder).
+
+    Warnings are printed but do not stop it: they are ``make book``'s to fail on, and a chapter
+    being written still gets its catalog.
+    """
+    sphinx_build("gettext", outdir, strict=False)
     return catalog_files(outdir, ".pot")
 
 
@@ -201,12 +206,12 @@ def summary() -> str:
     """One line per catalog: messages, translated, fuzzy, bytes."""
     import polib
 
-    lines = [f"{'catalog':46} {'messages':>8} {'done':>6} {'fuzzy':>6} {'KiB':>6}"]
+    lines = [f"{'catalog':53} {'messages':>8} {'done':>6} {'fuzzy':>6} {'KiB':>6}"]
     for path in catalog_files().values():
         catalog = [e for e in polib.pofile(str(path)) if e.msgid and not e.obsolete]
         fuzzy = sum("fuzzy" in e.flags for e in catalog)
         done = sum(bool(e.msgstr.strip()) and "fuzzy" not in e.flags for e in catalog)
-        lines.append(f"{path.relative_to(ROOT).as_posix():46} {len(catalog):8} {done:6} {fuzzy:6} "
+        lines.append(f"{path.relative_to(ROOT).as_posix():53} {len(catalog):8} {done:6} {fuzzy:6} "
                      f"{path.stat().st_size / 1024:6.1f}")
     return "\n".join(lines)
 
