@@ -25,6 +25,8 @@ Modules are imported by name (``from companion.data import load_rotten_tomatoes`
 """
 
 __all__ = ["setup", "__version__"]
+#: The package's version, written only here: pyproject.toml reads it, the setup cell of every
+#: chapter installs the release tagged ``v`` + this (tools/setup_cell.py writes it there).
 __version__ = "0.1.0"
 
 
