@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -15,6 +16,17 @@ from companion.book import book_root, repository_url, toc_files, toc_notebooks
 ROOT = book_root()
 NOTEBOOKS = toc_notebooks(ROOT)
 IGNORE_MARKERS = ("# NBVAL_IGNORE_OUTPUT", "# NBVAL_SKIP")
+
+
+def _load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: tools/setup_cell.py: the one template of every chapter's Colab badge and setup cell.
+SETUP_CELL = _load_tool("setup_cell")
 
 
 def code_cells(path: Path) -> list:
@@ -79,26 +91,68 @@ def test_ignored_cells_are_followed_by_a_checked_cell(path: Path) -> None:
             )
 
 
-def test_colab_branch_installs_the_companion_package(tmp_path: Path) -> None:
-    """Run the setup cell as Colab would (a stub google.colab module), against this checkout.
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_chapter_starts_with_the_colab_badge_and_setup_cell_of_the_template(path: Path) -> None:
+    """tools/setup_cell.py writes both cells from one template; python tools/setup_cell.py fixes a chapter."""
+    badge, setup = SETUP_CELL.expected_cells(path, ROOT)
+    cells = nbformat.read(path, as_version=4).cells
+    assert cells[0].cell_type == "markdown" and cells[0].source == badge, (
+        f"{path.name}: the first cell is not the Colab badge of this chapter; run python tools/setup_cell.py")
+    assert "remove-cell" in cells[0].metadata.get("tags", []), f"{path.name}: the badge must be tagged remove-cell"
+    first_code = next(c for c in cells if c.cell_type == "code")
+    assert first_code.source == setup, f"{path.name}: not the template's setup cell; run python tools/setup_cell.py"
+    assert "hide-input" in first_code.metadata.get("tags", []), f"{path.name}: the setup cell must be tagged hide-input"
+    assert not SETUP_CELL.differs(path), f"{path.name}: run python tools/setup_cell.py"
 
-    The repository address is swapped for this local git repository, and pip installs into a
-    temporary folder without dependencies, so the test needs no internet.
-    """
-    if not (ROOT / ".git").exists():
-        pytest.skip("needs a git checkout of the book")
+
+def test_the_setup_cell_installs_the_release_of_this_version() -> None:
+    """One version number: companion.__version__ is the package's version and the tag the cell installs."""
+    import tomllib
+
+    import companion
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["dynamic"] == ["version"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "companion.__version__"}
+    assert set(pyproject["project"]["urls"].values()) >= {repository_url(ROOT)}
+    source = setup_cell(NOTEBOOKS[0])
+    assert f'BOOK_VERSION = "{companion.__version__}"' in source and "@v{BOOK_VERSION}" in source
+
+
+def _colab_stub(tmp_path: Path) -> dict[str, str]:
     stub = tmp_path / "stub" / "google" / "colab"
     stub.mkdir(parents=True)
     (stub.parent / "__init__.py").write_text("")
     (stub / "__init__.py").write_text("")
-    source = setup_cell(NOTEBOOKS[0]).replace(repository_url(ROOT), ROOT.as_uri())
+    return dict(os.environ, PYTHONPATH=str(tmp_path / "stub"), PIP_TARGET=str(tmp_path / "site"),
+                PIP_NO_DEPS="1", PIP_NO_BUILD_ISOLATION="0", PIP_DISABLE_PIP_VERSION_CHECK="1")
+
+
+def test_colab_branch_installs_the_companion_package(tmp_path: Path) -> None:
+    """Run the setup cell as Colab would (a stub google.colab module), against this working tree.
+
+    The requirement (the release tag on GitHub) is swapped for this working tree, and pip installs
+    into a temporary folder without dependencies, so the test needs no internet. ``make
+    test-colab`` runs the same cell with dependencies, in Colab's versions.
+    """
+    source = SETUP_CELL.local_source(setup_cell(NOTEBOOKS[0]), ROOT)
     assert ROOT.as_uri() in source
-    env = dict(os.environ, PYTHONPATH=str(tmp_path / "stub"), PIP_TARGET=str(tmp_path / "site"),
-               PIP_NO_DEPS="1", PIP_NO_BUILD_ISOLATION="0", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    done = subprocess.run([sys.executable, "-c", "import google.colab\n" + source], env=env,
+    done = subprocess.run([sys.executable, "-c", "import google.colab\n" + source], env=_colab_stub(tmp_path),
                           capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0 and not done.stdout and not done.stderr, done.stderr[-2000:]
     assert (tmp_path / "site" / "companion" / "env.py").is_file()
+
+
+def test_colab_branch_stops_with_one_clear_message_when_pip_fails(tmp_path: Path) -> None:
+    """No CalledProcessError traceback: what failed, and the command to install by hand."""
+    source = SETUP_CELL.local_source(setup_cell(NOTEBOOKS[0]), tmp_path / "no-such-folder")
+    done = subprocess.run([sys.executable, "-c", "import google.colab\n" + source], env=_colab_stub(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and not done.stdout
+    message = done.stderr.strip().splitlines()
+    assert len(message) == 2 and "Traceback" not in done.stderr, done.stderr
+    assert message[0].startswith("Could not install the book's companion package (") and "no-such-folder" in message[0]
+    assert message[1].startswith('Install it by hand in a new cell, !pip install "transformers-in-practice @ ')
 
 
 def test_the_repository_address_is_the_same_everywhere() -> None:
