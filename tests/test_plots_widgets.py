@@ -78,3 +78,33 @@ def test_text_classifier_box_needs_an_example() -> None:
     with pytest.raises(ValueError, match="non-empty"):
         text_classifier_box(fake_classifier, " ")
     assert format_prediction({"label": "x", "score": 0.5}) == "x (p = 0.50)"
+
+
+def test_every_widget_builds_and_redraws_with_this_ipywidgets(tokenizer) -> None:
+    """Each widget the chapters show builds, and redraws when a control moves, with the installed ipywidgets.
+
+    Colab ships ipywidgets 7.7.1 and the book's .venv 8.x: `make test-colab` runs this file in the
+    Colab twin, so both major versions are exercised.
+    """
+    import ipywidgets
+    import torch
+
+    from companion.models import load_encoder
+    from companion.plots_theory import descent_playground
+    from companion.widgets import attention_explorer
+
+    assert int(ipywidgets.__version__.split(".")[0]) in (7, 8)
+    explorer = attention_explorer(load_encoder("minilm", attn_implementation="eager"), tokenizer,
+                                  ["A short test.", "Another one."])
+    sentence, layer, head = explorer.children[:3]
+    assert (sentence.options, layer.max, head.max) == (("A short test.", "Another one."), 5, 11)
+    layer.value, head.value, sentence.value = 5, 11, "Another one."
+    sentence.value = "A sentence typed by the reader."  # a Combobox also takes free text
+    playground = descent_playground(torch.tensor([[1.0, 0.5], [-1.0, -0.2], [0.3, 1.0]]), torch.tensor([1, 0, 1]))
+    lr, weight_decay, steps = playground.children[:3]
+    lr.value, weight_decay.value, steps.value = 0.1, 0.5, 10
+    assert all(isinstance(w.children[-1], ipywidgets.Output) for w in (explorer, playground))
+    box = text_classifier_box(fake_classifier, "a good film")
+    box.children[0].value = "a bad film"
+    assert box.children[1].value == "negative (p = 0.88)"
+    plt.close("all")
