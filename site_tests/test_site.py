@@ -78,6 +78,7 @@ return {
   mjx: document.querySelectorAll('mjx-container').length,
   links: Array.from(document.querySelectorAll('a[href]')).map(a => [a.getAttribute('href'), a.href]),
   switches: Array.from(document.querySelectorAll('a.book-language-switch')).map(a => a.href),
+  captions: Array.from(document.querySelectorAll('.caption-text')).map(e => e.textContent.trim()),
 };
 """
 # Draws a few common Chinese characters in the font of the page's prose. With no CJK font
@@ -156,6 +157,9 @@ def test_chinese_text_is_visible(load, page: str) -> None:
     cjk = len(re.findall(r"[\u3400-\u9fff]", record["article"]))
     assert re.search(r"[\u3400-\u9fff]", record["h1"]), f"{page}: title {record['h1']!r} not in Chinese ({catalog})"
     assert cjk >= MIN_CJK, f"{page}: {cjk} Chinese characters in the article (at least {MIN_CJK}): translate {catalog}"
+    english = [caption for caption in record["captions"] if not re.search(r"[\u3400-\u9fff]", caption)]
+    assert record["captions"] and not english, (
+        f"{page}: sidebar parts not in Chinese: {english} (translated in book/intro.po)")
     glyphs = record["glyphs"]
     assert glyphs["blank"] == 0 and glyphs["distinct"] == 4, (
         f"{page}: Chinese characters draw as {glyphs['distinct']} distinct shapes ({glyphs['blank']} blank) in "
