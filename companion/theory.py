@@ -527,6 +527,8 @@ def encode_sentences(
     trained to give. The model must have a pooler (``load_encoder()`` or
     ``load_classifier(pooling="cls")``). Used in book/finetuning_math.ipynb.
     """
+    from companion.models import mean_pool  # here, so that the rest of the module needs no transformers
+
     texts = list(texts)
     if not texts:
         raise ValueError("give at least one sentence to encode")
@@ -549,9 +551,8 @@ def encode_sentences(
                     f"{type(model).__name__} has no pooler, so it has no pooled features: encode with "
                     "load_encoder() or load_classifier(pooling='cls'), whose encoders keep the pooler"
                 )
-            mask = batch["attention_mask"].unsqueeze(-1).to(out.last_hidden_state.dtype)
             pooled.append(out.pooler_output.float().cpu())
-            mean.append(((out.last_hidden_state * mask).sum(1) / mask.sum(1)).float().cpu())
+            mean.append(mean_pool(out.last_hidden_state, batch["attention_mask"]).float().cpu())
     model.train(was_training)
     return SentenceFeatures(torch.cat(pooled), torch.cat(mean))
 
